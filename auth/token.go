@@ -1,0 +1,120 @@
+// Package auth gets a pod's service-account token and turns it into a Vault
+// token: it picks the token the driver sent (or mints one with the
+// TokenRequest API), logs into Vault's kubernetes or jwt auth method, and
+// caches the resulting Vault token per pod identity.
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Pod identifies the pod a mount is for, as the kubelet reports it.
+type Pod struct {
+	Name           string
+	Namespace      string
+	UID            string
+	ServiceAccount string
+}
+
+func (p Pod) String() string { return p.Namespace + "/" + p.Name }
+
+// Token is a service-account token. It never prints its value.
+type Token struct {
+	Value  string
+	Expiry time.Time
+}
+
+// String redacts the token.
+func (Token) String() string { return "[REDACTED]" }
+
+// LogValue redacts the token in structured logs.
+func (t Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("value", "[REDACTED]"), slog.Time("expiry", t.Expiry))
+}
+
+// ErrNoToken means no token for the audience was sent and none could be minted.
+var ErrNoToken = errors.New("no service-account token")
+
+// ErrTokenRequestForbidden means the provider may not mint tokens.
+var ErrTokenRequestForbidden = errors.New("TokenRequest forbidden")
+
+// ParseTokens reads the driver's csi.storage.k8s.io/serviceAccount.tokens:
+// {"<audience>": {"token": "...", "expirationTimestamp": "..."}}. Errors never
+// quote the input.
+func ParseTokens(raw string) (map[string]Token, error) {
+	var in map[string]struct {
+		Token               string    `json:"token"`
+		ExpirationTimestamp time.Time `json:"expirationTimestamp"`
+	}
+	if err := json.Unmarshal([]byte(raw), &in); err != nil {
+		return nil, errors.New("not a JSON map of audience to {token, expirationTimestamp}")
+	}
+	out := make(map[string]Token, len(in))
+	for aud, t := range in {
+		if t.Token == "" {
+			return nil, fmt.Errorf("the entry for audience %q has no token", aud)
+		}
+		out[aud] = Token{Value: t.Token, Expiry: t.ExpirationTimestamp}
+	}
+	return out, nil
+}
+
+// TokenLifetime is how long a minted token lives (the API's minimum is 10 minutes).
+const TokenLifetime = 15 * time.Minute
+
+// TokenSource picks the token for an audience, minting one when the driver
+// sent none. Kube may be nil, in which case nothing is minted.
+type TokenSource struct {
+	Kube kubernetes.Interface
+	Now  func() time.Time
+}
+
+// Token returns the pod's token for audience: the one the driver sent when it
+// has not expired, else a new one from the TokenRequest API, bound to the pod.
+func (s TokenSource) Token(ctx context.Context, pod Pod, audience string, sent map[string]Token) (Token, error) {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	if t, ok := sent[audience]; ok && (t.Expiry.IsZero() || t.Expiry.After(now())) {
+		return t, nil
+	}
+	if s.Kube == nil {
+		return Token{}, fmt.Errorf("%w for audience %q: the driver sent none and the provider has no Kubernetes access to mint one; add {audience: %s} to the CSIDriver's tokenRequests", ErrNoToken, audience, audience)
+	}
+	if pod.Namespace == "" || pod.ServiceAccount == "" || pod.Name == "" || pod.UID == "" {
+		return Token{}, fmt.Errorf("%w for audience %q: the pod's name, uid or service account is missing; set podInfoOnMount: true on the CSIDriver", ErrNoToken, audience)
+	}
+	seconds := int64(TokenLifetime / time.Second)
+	req := &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{audience},
+			ExpirationSeconds: &seconds,
+			BoundObjectRef: &authenticationv1.BoundObjectReference{
+				APIVersion: "v1",
+				Kind:       "Pod",
+				Name:       pod.Name,
+				UID:        types.UID(pod.UID),
+			},
+		},
+	}
+	resp, err := s.Kube.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, pod.ServiceAccount, req, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+		return Token{}, fmt.Errorf("%w: the driver sent no token for audience %q and the provider's service account may not create serviceaccounts/token in namespace %q: grant it verb create on resource serviceaccounts/token, or add {audience: %s} to the CSIDriver's tokenRequests", ErrTokenRequestForbidden, audience, pod.Namespace, audience)
+	case err != nil:
+		return Token{}, fmt.Errorf("%w for audience %q: TokenRequest for service account %s/%s failed: %w", ErrNoToken, audience, pod.Namespace, pod.ServiceAccount, err)
+	}
+	return Token{Value: resp.Status.Token, Expiry: resp.Status.ExpirationTimestamp.Time}, nil
+}

@@ -1,0 +1,126 @@
+// Package config holds the provider's two kinds of configuration: the process
+// flags set once by the DaemonSet, and the Vault connection settings that
+// every layer (environment, flags, SecretProviderClass) may set. The order in
+// which those layers apply is written once, in Layers.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Built-in defaults, the bottom layer.
+const (
+	DefaultVaultAddress = "https://127.0.0.1:8200"
+	DefaultAuthMount    = "kubernetes"
+)
+
+// Vault is how the provider reaches Vault and where it logs in. The same type
+// is used for every layer; an empty field (nil for SkipVerify) means "not set
+// at this layer", so a higher layer only replaces what it sets.
+type Vault struct {
+	Address       string
+	Namespace     string
+	AuthMount     string
+	CACert        string
+	CADirectory   string
+	TLSServerName string
+	ClientCert    string
+	ClientKey     string
+	SkipVerify    *bool
+}
+
+// Defaults is the bottom layer: what applies when nothing else is set.
+func Defaults() Vault {
+	return Vault{Address: DefaultVaultAddress, AuthMount: DefaultAuthMount}
+}
+
+// Layers applies layers in order, each one overriding what the ones before it
+// set. The provider's precedence is
+//
+//	Layers(Defaults(), FromEnv(getenv), flags, secretProviderClass)
+//
+// and this is the only place that order is decided.
+func Layers(layers ...Vault) Vault {
+	var out Vault
+	for _, l := range layers {
+		out = out.overlay(l)
+	}
+	return out
+}
+
+func (v Vault) overlay(over Vault) Vault {
+	pick := func(base, o string) string {
+		if o != "" {
+			return o
+		}
+		return base
+	}
+	v.Address = pick(v.Address, over.Address)
+	v.Namespace = pick(v.Namespace, over.Namespace)
+	v.AuthMount = pick(v.AuthMount, over.AuthMount)
+	v.CACert = pick(v.CACert, over.CACert)
+	v.CADirectory = pick(v.CADirectory, over.CADirectory)
+	v.TLSServerName = pick(v.TLSServerName, over.TLSServerName)
+	v.ClientCert = pick(v.ClientCert, over.ClientCert)
+	v.ClientKey = pick(v.ClientKey, over.ClientKey)
+	if over.SkipVerify != nil {
+		skip := *over.SkipVerify
+		v.SkipVerify = &skip
+	}
+	return v
+}
+
+// InsecureSkipVerify reports whether TLS verification was explicitly turned off.
+func (v Vault) InsecureSkipVerify() bool { return v.SkipVerify != nil && *v.SkipVerify }
+
+// Environment variables read as the lowest explicit layer; they are the
+// variables the Vault CLI uses.
+const (
+	EnvAddress       = "VAULT_ADDR"
+	EnvNamespace     = "VAULT_NAMESPACE"
+	EnvCACert        = "VAULT_CACERT"
+	EnvCAPath        = "VAULT_CAPATH"
+	EnvTLSServerName = "VAULT_TLS_SERVER_NAME"
+	EnvClientCert    = "VAULT_CLIENT_CERT"
+	EnvClientKey     = "VAULT_CLIENT_KEY"
+	EnvSkipVerify    = "VAULT_SKIP_VERIFY"
+)
+
+// FromEnv reads the environment layer.
+func FromEnv(getenv func(string) string) (Vault, error) {
+	v := Vault{
+		Address:       getenv(EnvAddress),
+		Namespace:     getenv(EnvNamespace),
+		CACert:        getenv(EnvCACert),
+		CADirectory:   getenv(EnvCAPath),
+		TLSServerName: getenv(EnvTLSServerName),
+		ClientCert:    getenv(EnvClientCert),
+		ClientKey:     getenv(EnvClientKey),
+	}
+	if s := getenv(EnvSkipVerify); s != "" {
+		b, err := ParseBool(EnvSkipVerify, s)
+		if err != nil {
+			return Vault{}, err
+		}
+		v.SkipVerify = &b
+	}
+	return v, nil
+}
+
+// ParseBool parses a boolean setting and names it in the error.
+func ParseBool(name, s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%s: %q is not a boolean: use \"true\" or \"false\"", name, s)
+	}
+	return b, nil
+}
+
+// NormalizeMount turns an auth mount as users write it ("kubernetes",
+// "auth/kubernetes", "/auth/kubernetes/") into the mount path ("kubernetes").
+func NormalizeMount(m string) string {
+	m = strings.Trim(m, "/")
+	return strings.Trim(strings.TrimPrefix(m, "auth/"), "/")
+}

@@ -1,0 +1,122 @@
+package kube
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+const (
+	hmacKeyField = "key"
+	hmacKeyBytes = 32
+	// retryEvery bounds how often a failing apiserver is asked again.
+	retryEvery = 30 * time.Second
+)
+
+// HMACKey holds the key object versions are signed with. The key lives in a
+// Kubernetes Secret so that every provider pod, and every restart, computes
+// the same versions for the same content.
+//
+// Contract: safe for concurrent use. Key reads the Secret once and then
+// serves it from memory. The Secret is created when missing; when several
+// providers race to create it, all end up with the one that won. Without a
+// client, or while the apiserver fails, a random per-process key is used
+// (versions then change when the process restarts), and the failure is logged.
+type HMACKey struct {
+	client    kubernetes.Interface
+	namespace string
+	name      string
+	log       *slog.Logger
+
+	mu         sync.Mutex
+	key        []byte
+	processKey []byte
+	lastTry    time.Time
+}
+
+// NewHMACKey returns the key source for Secret namespace/name. client may be nil.
+func NewHMACKey(client kubernetes.Interface, namespace, name string, log *slog.Logger) (*HMACKey, error) {
+	k := &HMACKey{client: client, namespace: namespace, name: name, log: log, processKey: make([]byte, hmacKeyBytes)}
+	if _, err := rand.Read(k.processKey); err != nil {
+		return nil, fmt.Errorf("random HMAC key: %w", err)
+	}
+	if client == nil {
+		log.Warn("no Kubernetes access: object versions use a per-process key and change when the provider restarts")
+	}
+	return k, nil
+}
+
+// Key returns the HMAC key.
+func (k *HMACKey) Key(ctx context.Context) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key != nil || k.client == nil {
+		return k.current()
+	}
+	if !k.lastTry.IsZero() && time.Since(k.lastTry) < retryEvery {
+		return k.current()
+	}
+	k.lastTry = time.Now()
+	key, err := k.getOrCreate(ctx)
+	if err != nil {
+		k.log.Warn("cannot read or create the HMAC key Secret; using a per-process key until it works",
+			"secret", k.namespace+"/"+k.name, "error", err,
+			"fix", "grant the provider get and create on secrets named "+k.name+" in namespace "+k.namespace)
+		return k.processKey
+	}
+	k.key = key
+	return k.key
+}
+
+// Forget drops the in-memory key, so that the next Key reads the Secret again.
+func (k *HMACKey) Forget() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.key = nil
+	k.lastTry = time.Time{}
+}
+
+func (k *HMACKey) current() []byte {
+	if k.key != nil {
+		return k.key
+	}
+	return k.processKey
+}
+
+func (k *HMACKey) getOrCreate(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	secrets := k.client.CoreV1().Secrets(k.namespace)
+	s, err := secrets.Get(ctx, k.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		key := make([]byte, hmacKeyBytes)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		s, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: k.name, Namespace: k.namespace,
+				Labels: map[string]string{"app.kubernetes.io/managed-by": "vault-csi-provider"}},
+			Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{hmacKeyField: key},
+		}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) { // another provider won the race: use its key
+			s, err = secrets.Get(ctx, k.name, metav1.GetOptions{})
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	key := s.Data[hmacKeyField]
+	if len(key) < hmacKeyBytes {
+		return nil, fmt.Errorf("secret %s/%s has no %q of at least %d bytes: delete it and the provider creates a new one", k.namespace, k.name, hmacKeyField, hmacKeyBytes)
+	}
+	return key, nil
+}

@@ -1,0 +1,64 @@
+// Package kube connects the provider to the Kubernetes API: building the
+// client and keeping the HMAC key for object versions in a Secret.
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// ErrNoKubernetes means neither a kubeconfig nor in-cluster config exists.
+var ErrNoKubernetes = errors.New("no Kubernetes access: not running in a cluster and no -kubeconfig or KUBECONFIG given")
+
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// Connect returns a client from kubeconfig when set, else from the in-cluster
+// config, and the namespace the provider runs in (POD_NAMESPACE, the service
+// account's namespace, the kubeconfig context's namespace, else "default").
+func Connect(kubeconfig string, getenv func(string) string) (kubernetes.Interface, string, error) {
+	var cfg *rest.Config
+	namespace := getenv("POD_NAMESPACE")
+	if kubeconfig != "" {
+		loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{})
+		c, err := loader.ClientConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+		cfg = c
+		if namespace == "" {
+			if ns, _, err := loader.Namespace(); err == nil {
+				namespace = ns
+			}
+		}
+	} else {
+		c, err := rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, "", ErrNoKubernetes
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("in-cluster Kubernetes config: %w", err)
+		}
+		cfg = c
+		if namespace == "" {
+			if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
+				namespace = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	cfg.UserAgent = "vault-csi-provider"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, namespace, nil
+}

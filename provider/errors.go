@@ -1,0 +1,76 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/vault"
+)
+
+// explainLogin says what a failed login means for this pod and role.
+func explainLogin(err error, mt mount) error {
+	sa := mt.params.Pod.Namespace + "/" + mt.params.Pod.ServiceAccount
+	where := fmt.Sprintf("auth/%s at %s", mt.cfg.AuthMount, mt.cfg.Address)
+	switch {
+	case errors.Is(err, vault.ErrPermissionDenied):
+		return fmt.Errorf("vault role %q denied login for service account %s (%s): %w; check the role's bound_service_account_names and bound_service_account_namespaces (kubernetes auth) or bound_subject and bound_audiences (jwt auth), and that its audience matches %q",
+			mt.params.Role, sa, where, err, mt.params.Audience)
+	case errors.Is(err, vault.ErrInvalidRequest):
+		return fmt.Errorf("vault rejected login with role %q for service account %s (%s): %w; check roleName and that %s is a kubernetes or jwt auth mount (vaultAuthMountPath)",
+			mt.params.Role, sa, where, err, mt.cfg.AuthMount)
+	case errors.Is(err, vault.ErrNotFound):
+		return fmt.Errorf("no auth method mounted at auth/%s on %s: %w; set vaultAuthMountPath (or -vault-mount) to the mount of your kubernetes or jwt auth method",
+			mt.cfg.AuthMount, mt.cfg.Address, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("login to vault at %s timed out: %w; check that Vault is reachable from the node", mt.cfg.Address, err)
+	case errors.Is(err, vault.ErrUnavailable):
+		return fmt.Errorf("cannot log in to vault at %s: %w; check vaultAddress and that Vault is running and unsealed", mt.cfg.Address, err)
+	}
+	return fmt.Errorf("login to vault at %s with role %q: %w", mt.cfg.Address, mt.params.Role, err)
+}
+
+// explainRead says what a failed read means for this role and path.
+func explainRead(err error, mt mount, r vault.Request) error {
+	switch {
+	case errors.Is(err, vault.ErrPermissionDenied):
+		return fmt.Errorf("vault role %q may not %s %s: %w; grant it in a policy attached to the role", mt.params.Role, r.Method, r.Path, err)
+	case errors.Is(err, vault.ErrNotFound):
+		return fmt.Errorf("nothing in vault at %s: %w; check secretPath (KV version 2 paths read as <mount>/data/<name>)", r.Path, err)
+	case errors.Is(err, vault.ErrEmptyResponse):
+		return fmt.Errorf("vault returned no data for %s %s: %w", r.Method, r.Path, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("reading %s from vault at %s timed out: %w", r.Path, mt.cfg.Address, err)
+	case errors.Is(err, vault.ErrUnavailable):
+		return fmt.Errorf("cannot read %s from vault at %s: %w; check that Vault is running and unsealed", r.Path, mt.cfg.Address, err)
+	}
+	return fmt.Errorf("reading %s from vault: %w", r.Path, err)
+}
+
+// Code is the gRPC status code for a mount error.
+func Code(err error) codes.Code {
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, ErrDecode):
+		return codes.InvalidArgument
+	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden):
+		return codes.PermissionDenied
+	case errors.Is(err, vault.ErrNotFound), errors.Is(err, ErrSecretKeyNotFound), errors.Is(err, vault.ErrEmptyResponse):
+		return codes.NotFound
+	case errors.Is(err, vault.ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, auth.ErrNoToken):
+		return codes.FailedPrecondition
+	case errors.Is(err, ErrTooLarge), errors.Is(err, vault.ErrTooLarge):
+		return codes.ResourceExhausted
+	}
+	return codes.Internal
+}

@@ -1,0 +1,180 @@
+package provider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Object is one entry of the SecretProviderClass's objects list: one file in
+// the pod's volume. Field names are those of hashicorp/vault-csi-provider.
+type Object struct {
+	Name     string         `json:"objectName"`
+	Path     string         `json:"secretPath"`
+	Key      string         `json:"secretKey,omitempty"`
+	Args     map[string]any `json:"secretArgs,omitempty"`
+	Method   string         `json:"method,omitempty"`
+	Encoding string         `json:"encoding,omitempty"`
+	Mode     *FileMode      `json:"filePermission,omitempty"`
+
+	apiPath string     // Path without /v1/ and without the query
+	query   url.Values // the ?query of Path
+}
+
+// Encodings an object's value may be stored in; the file gets the decoded bytes.
+const (
+	encodingUTF8   = "utf-8"
+	encodingBase64 = "base64"
+	encodingHex    = "hex"
+)
+
+// Limits the driver enforces on file paths (pkg/util/fileutil).
+const (
+	maxPathLength    = 4096
+	maxElementLength = 255
+)
+
+// FileMode is an object's filePermission. YAML's 0600 arrives as the number
+// 384; a string is read as octal ("0600", "600", "0o600").
+type FileMode fs.FileMode
+
+// UnmarshalJSON accepts a number or an octal string.
+func (m *FileMode) UnmarshalJSON(b []byte) error {
+	var n uint64
+	var s string
+	switch {
+	case json.Unmarshal(b, &n) == nil:
+	case json.Unmarshal(b, &s) == nil:
+		v, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O"), 8, 32)
+		if err != nil {
+			return fmt.Errorf("filePermission: %q is not an octal file mode: write it like 0600", s)
+		}
+		n = v
+	default:
+		return fmt.Errorf("filePermission: %s is not a file mode: write it in octal, like 0600", b)
+	}
+	if n > 0o777 {
+		return fmt.Errorf("filePermission: %d (%#o) is not a file mode: write it in octal with a leading zero, like 0600", n, n)
+	}
+	*m = FileMode(n)
+	return nil
+}
+
+// MarshalJSON writes the mode as a number, for object versions.
+func (m FileMode) MarshalJSON() ([]byte, error) { return json.Marshal(uint32(m)) }
+
+// normalize defaults and validates one object.
+func (o *Object) normalize() error {
+	var problems []error
+	o.Name = strings.TrimSpace(o.Name)
+	if err := validateObjectName(o.Name); err != nil {
+		problems = append(problems, err)
+	}
+
+	o.Method = strings.ToUpper(strings.TrimSpace(o.Method))
+	if o.Method == "" {
+		o.Method = "GET"
+	}
+	if o.Method != "GET" && o.Method != "PUT" && o.Method != "POST" {
+		problems = append(problems, fmt.Errorf("object %q: method %q is not supported: use GET, PUT or POST", o.Name, o.Method))
+	}
+
+	o.Encoding = strings.ToLower(strings.TrimSpace(o.Encoding))
+	switch o.Encoding {
+	case "", "utf8", encodingUTF8:
+		o.Encoding = encodingUTF8
+	case encodingBase64, encodingHex:
+	default:
+		problems = append(problems, fmt.Errorf("object %q: encoding %q is not supported: use utf-8, base64 or hex", o.Name, o.Encoding))
+	}
+
+	apiPath, query, err := splitSecretPath(o.Path)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
+	}
+	o.apiPath, o.query = apiPath, query
+	return errors.Join(problems...)
+}
+
+// splitSecretPath accepts "secret/data/app", "/v1/secret/data/app" and
+// "secret/data/app?version=1".
+func splitSecretPath(p string) (string, url.Values, error) {
+	p = strings.TrimSpace(p)
+	if p == "" {
+		return "", nil, errors.New("secretPath: missing: set the Vault path to read, e.g. secret/data/app")
+	}
+	rawQuery := ""
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p, rawQuery = p[:i], p[i+1:]
+	}
+	p = strings.TrimLeft(p, "/")
+	p = strings.TrimPrefix(p, "v1/")
+	p = strings.Trim(p, "/")
+	query, err := url.ParseQuery(rawQuery)
+	switch {
+	case err != nil:
+		return "", nil, fmt.Errorf("secretPath: query %q is malformed: write it like ?version=1", rawQuery)
+	case p == "":
+		return "", nil, errors.New("secretPath: names no Vault path: set the path to read, e.g. secret/data/app")
+	case strings.Contains("/"+p+"/", "/../") || strings.Contains("/"+p+"/", "/./"):
+		return "", nil, fmt.Errorf("secretPath: %q has . or .. elements: write the Vault path plainly", p)
+	}
+	return p, query, nil
+}
+
+// validateObjectName applies the driver's rules for file paths, so that a
+// mount never fails later in the driver's writer.
+func validateObjectName(name string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("objectName %q %s", name, why)
+	}
+	switch {
+	case name == "":
+		return errors.New("objectName: missing: set the file name for this object")
+	case path.IsAbs(name) || filepath.IsAbs(name):
+		return bad("is absolute: use a path relative to the volume, e.g. db/password")
+	case len(name) > maxPathLength:
+		return bad(fmt.Sprintf("is longer than %d bytes", maxPathLength))
+	case filepath.Clean(name) != name || name == ".":
+		return bad(fmt.Sprintf("is not a clean path: write it as %q", filepath.Clean(name)))
+	case strings.HasPrefix(name, ".."):
+		return bad("starts with '..', which the driver reserves")
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == ".." {
+			return bad("contains '..': files stay inside the volume")
+		}
+		if len(elem) > maxElementLength {
+			return bad(fmt.Sprintf("has an element longer than %d bytes", maxElementLength))
+		}
+	}
+	return nil
+}
+
+// nestedNameConflicts finds objects whose file would be a directory of
+// another object's file ("a" and "a/b").
+func nestedNameConflicts(objects []Object) []error {
+	names := make([]string, 0, len(objects))
+	for _, o := range objects {
+		if o.Name != "" {
+			names = append(names, o.Name)
+		}
+	}
+	sort.Strings(names)
+	var problems []error
+	for i := 1; i < len(names); i++ {
+		for j := 0; j < i; j++ {
+			if strings.HasPrefix(names[i], names[j]+"/") {
+				problems = append(problems, fmt.Errorf("%s: objectName %q would be a file and also the directory of %q: rename one", paramObjects, names[j], names[i]))
+			}
+		}
+	}
+	return problems
+}

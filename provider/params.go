@@ -1,0 +1,230 @@
+package provider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/config"
+)
+
+// ErrInvalidParameters marks a mount that cannot work as configured: the
+// SecretProviderClass or the pod's volume attributes must change.
+var ErrInvalidParameters = errors.New("invalid SecretProviderClass parameters")
+
+// SecretProviderClass parameters, named as hashicorp/vault-csi-provider names them.
+const (
+	paramRoleName           = "roleName"
+	paramVaultAddress       = "vaultAddress"
+	paramVaultNamespace     = "vaultNamespace"
+	paramKubernetesMount    = "vaultKubernetesMountPath"
+	paramAuthMount          = "vaultAuthMountPath"
+	paramAudience           = "audience"
+	paramCACertPath         = "vaultCACertPath"
+	paramCADirectory        = "vaultCADirectory"
+	paramTLSServerName      = "vaultTLSServerName"
+	paramSkipTLSVerify      = "vaultSkipTLSVerify"
+	paramTLSClientCertPath  = "vaultTLSClientCertPath"
+	paramTLSClientKeyPath   = "vaultTLSClientKeyPath"
+	paramObjects            = "objects"
+	attrClassName           = "secretProviderClass"
+	attrPodName             = "csi.storage.k8s.io/pod.name"
+	attrPodNamespace        = "csi.storage.k8s.io/pod.namespace"
+	attrPodUID              = "csi.storage.k8s.io/pod.uid"
+	attrServiceAccount      = "csi.storage.k8s.io/serviceAccount.name"
+	attrServiceAccountToken = "csi.storage.k8s.io/serviceAccount.tokens"
+)
+
+// DefaultAudience is the token audience used when the class names none.
+const DefaultAudience = "vault"
+
+// Params is one MountRequest, parsed and validated.
+type Params struct {
+	Class    string
+	Role     string
+	Audience string
+	// Vault is the SecretProviderClass layer of the Vault settings.
+	Vault   config.Vault
+	Objects []Object
+	Pod     auth.Pod
+	// Tokens are the service-account tokens the driver sent, by audience.
+	Tokens      map[string]auth.Token
+	DefaultMode fs.FileMode
+}
+
+// parseRequest turns the MountRequest's attributes, secrets and permission
+// into Params. Every problem is reported at once, each naming its parameter.
+func parseRequest(attributesJSON, secretsJSON, permission string) (Params, error) {
+	var attrs map[string]string
+	if err := json.Unmarshal([]byte(attributesJSON), &attrs); err != nil {
+		return Params{}, fmt.Errorf("%w: attributes are not a JSON object of strings (%s); this is sent by the secrets-store-csi-driver, check its version", ErrInvalidParameters, jsonProblem(err))
+	}
+	var secrets map[string]string
+	if s := strings.TrimSpace(secretsJSON); s != "" && s != "null" {
+		if err := json.Unmarshal([]byte(s), &secrets); err != nil {
+			return Params{}, fmt.Errorf("%w: secrets are not a JSON object of strings (%s)", ErrInvalidParameters, jsonProblem(err))
+		}
+	}
+
+	p := Params{
+		Class:    attrs[attrClassName],
+		Role:     strings.TrimSpace(attrs[paramRoleName]),
+		Audience: attrs[paramAudience],
+		Pod: auth.Pod{
+			Name:           attrs[attrPodName],
+			Namespace:      attrs[attrPodNamespace],
+			UID:            attrs[attrPodUID],
+			ServiceAccount: attrs[attrServiceAccount],
+		},
+		Vault: config.Vault{
+			Address:       attrs[paramVaultAddress],
+			Namespace:     attrs[paramVaultNamespace],
+			CACert:        attrs[paramCACertPath],
+			CADirectory:   attrs[paramCADirectory],
+			TLSServerName: attrs[paramTLSServerName],
+			ClientCert:    attrs[paramTLSClientCertPath],
+			ClientKey:     attrs[paramTLSClientKeyPath],
+		},
+	}
+	if p.Audience == "" {
+		p.Audience = DefaultAudience
+	}
+
+	var problems []error
+	add := func(err error) {
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if p.Role == "" {
+		add(fmt.Errorf("%s: missing: set it to the Vault role the pod's service account is bound to", paramRoleName))
+	}
+	mount, err := authMount(attrs[paramAuthMount], attrs[paramKubernetesMount])
+	add(err)
+	p.Vault.AuthMount = mount
+	add(validateAddress(p.Vault.Address))
+	if s := attrs[paramSkipTLSVerify]; s != "" {
+		b, err := config.ParseBool(paramSkipTLSVerify, s)
+		add(err)
+		p.Vault.SkipVerify = &b
+	}
+	p.DefaultMode, err = parsePermission(permission)
+	add(err)
+	p.Objects, err = parseObjects(attrs[paramObjects])
+	add(err)
+
+	p.Tokens = map[string]auth.Token{}
+	for _, src := range []struct{ where, raw string }{
+		{"volume attribute", attrs[attrServiceAccountToken]},
+		{"secrets", secrets[attrServiceAccountToken]},
+	} {
+		if src.raw == "" {
+			continue
+		}
+		tokens, err := auth.ParseTokens(src.raw)
+		if err != nil {
+			add(fmt.Errorf("%s in %s: %w", attrServiceAccountToken, src.where, err))
+			continue
+		}
+		for aud, t := range tokens {
+			p.Tokens[aud] = t
+		}
+	}
+
+	if err := errors.Join(problems...); err != nil {
+		return Params{}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
+	}
+	return p, nil
+}
+
+// authMount resolves the login mount from the two parameters hashicorp's
+// provider accepts; "kubernetes", "auth/kubernetes" and "/auth/kubernetes/"
+// all name the same mount.
+func authMount(authPath, kubernetesPath string) (string, error) {
+	if authPath != "" && kubernetesPath != "" {
+		return "", fmt.Errorf("%s and %s are both set (%q, %q): set only %s", paramAuthMount, paramKubernetesMount, authPath, kubernetesPath, paramAuthMount)
+	}
+	m := authPath
+	if m == "" {
+		m = kubernetesPath
+	}
+	m = config.NormalizeMount(m)
+	if strings.Contains(m, "..") || strings.ContainsAny(m, "?#") {
+		return "", fmt.Errorf("%s: %q is not a mount path: use the auth mount's path, e.g. kubernetes or jwt", paramAuthMount, m)
+	}
+	return m, nil
+}
+
+func validateAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: %q is not a Vault address: use a URL such as https://vault.vault.svc:8200", paramVaultAddress, addr)
+	}
+	return nil
+}
+
+// parsePermission reads the driver's permission, the decimal form of a file
+// mode ("420" is 0644).
+func parsePermission(s string) (fs.FileMode, error) {
+	if s == "" {
+		return 0o644, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("permission: %q is not a file mode in decimal (e.g. \"420\" for 0644); this is sent by the secrets-store-csi-driver's --file-permission", s)
+	}
+	return fs.FileMode(n), nil
+}
+
+func parseObjects(raw string) ([]Object, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, fmt.Errorf("%s: missing: list at least one object with objectName and secretPath", paramObjects)
+	}
+	var objects []Object
+	if err := yaml.Unmarshal([]byte(raw), &objects); err != nil {
+		return nil, fmt.Errorf("%s: not a YAML list of objects: %w", paramObjects, err)
+	}
+	if len(objects) == 0 {
+		return nil, fmt.Errorf("%s: empty: list at least one object with objectName and secretPath", paramObjects)
+	}
+	var problems []error
+	seen := map[string]int{}
+	for i := range objects {
+		o := &objects[i]
+		if err := o.normalize(); err != nil {
+			problems = append(problems, fmt.Errorf("%s[%d]: %w", paramObjects, i, err))
+			continue
+		}
+		if j, dup := seen[o.Name]; dup {
+			problems = append(problems, fmt.Errorf("%s[%d]: objectName %q is also used by %s[%d]: each object needs its own file name", paramObjects, i, o.Name, paramObjects, j))
+			continue
+		}
+		seen[o.Name] = i
+	}
+	problems = append(problems, nestedNameConflicts(objects)...)
+	return objects, errors.Join(problems...)
+}
+
+// jsonProblem describes a JSON error without quoting the input, which may
+// hold a token.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return fmt.Sprintf("a %s where a %s was expected", typ.Value, typ.Type)
+	}
+	return "malformed JSON"
+}

@@ -1,0 +1,117 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+// RuntimeName is what Version reports.
+const RuntimeName = "vault-csi-provider"
+
+// Server is the CSIDriverProvider gRPC service.
+type Server struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	Mounter *Mounter
+	Log     *slog.Logger
+	BuildVersion string
+	// MountTimeout bounds one mount, inside the kubelet's 2 minutes.
+	MountTimeout time.Duration
+}
+
+// Version answers the driver's handshake.
+func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
+	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: RuntimeName, RuntimeVersion: s.BuildVersion}, nil
+}
+
+// Mount serves one mount. On failure it returns a gRPC status whose code
+// says what kind of problem it is and whose message (shown in the pod's
+// FailedMount event) says what to fix. The response it returns alongside
+// carries the same code in error.code for in-process callers; over gRPC only
+// the status travels.
+func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	if s.MountTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.MountTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	resp, err := s.Mounter.Mount(ctx, req)
+	log := s.Log.With("duration", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		code := Code(err)
+		log.Warn("mount failed", "code", code.String(), "error", err)
+		return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: code.String()}}, status.Error(code, err.Error())
+	}
+	log.Info("mount succeeded", "objects", len(resp.Files))
+	return resp, nil
+}
+
+// recoverPanics answers Internal instead of letting one request's panic take
+// the node's provider down. The panic value is not logged: it may hold data
+// from the request.
+func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic while serving a request", "method", info.FullMethod, "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "the vault provider failed unexpectedly while serving this request; the provider's logs have the stack trace")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// Serve listens on the unix socket endpoint until ctx ends, then stops
+// accepting, lets in-flight mounts finish (up to drain), and removes the
+// socket. ready is set while the socket is served.
+func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool, drain time.Duration) error {
+	if err := os.MkdirAll(filepath.Dir(endpoint), 0o755); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if err := os.Remove(endpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing stale socket %s: %w", endpoint, err)
+	}
+	lis, err := net.Listen("unix", endpoint)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", endpoint, err)
+	}
+	defer os.Remove(endpoint)
+
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(srv.Log)))
+	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	ready.Store(true)
+	srv.Log.Info("serving", "endpoint", endpoint)
+
+	select {
+	case err := <-served:
+		ready.Store(false)
+		return fmt.Errorf("grpc server on %s: %w", endpoint, err)
+	case <-ctx.Done():
+	}
+	ready.Store(false)
+	srv.Log.Info("shutting down: finishing in-flight mounts", "grace", drain)
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(drain):
+		srv.Log.Warn("in-flight mounts did not finish in time; stopping")
+		g.Stop()
+	}
+	return nil
+}

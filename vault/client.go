@@ -1,0 +1,93 @@
+// Package vault talks to Vault's HTTP API: one client per connection
+// configuration, login to a JWT-based auth method, raw reads and writes, and
+// errors classified by what the user has to do about them.
+package vault
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/vaultcsi/vault-csi-provider/config"
+)
+
+// Clients hands out one base client (no token) per connection configuration.
+// It is safe for concurrent use; the clients it returns are shared and must
+// not be modified (Clone them to set a token).
+type Clients struct {
+	timeout time.Duration
+	cache   *lru.Cache[string, *api.Client]
+}
+
+// maxConnectionConfigs bounds the distinct Vault connection settings kept.
+const maxConnectionConfigs = 64
+
+// NewClients returns a client cache whose clients give every call timeout.
+func NewClients(timeout time.Duration) *Clients {
+	cache, _ := lru.New[string, *api.Client](maxConnectionConfigs) // only fails for size <= 0
+	return &Clients{timeout: timeout, cache: cache}
+}
+
+// Get returns the base client for cfg. Settings come only from cfg (which
+// already holds the environment layer); the Vault library's own reading of
+// VAULT_TOKEN and VAULT_NAMESPACE is undone.
+func (c *Clients) Get(cfg config.Vault) (*api.Client, error) {
+	key := connectionKey(cfg)
+	if client, ok := c.cache.Get(key); ok {
+		return client, nil
+	}
+	client, err := c.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.Add(key, client)
+	return client, nil
+}
+
+func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
+	u, err := url.Parse(cfg.Address)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("vault address %q is not a URL such as https://vault:8200", cfg.Address)
+	}
+	apiCfg := api.DefaultConfig()
+	if apiCfg.Error != nil {
+		return nil, fmt.Errorf("vault client defaults: %w", apiCfg.Error)
+	}
+	apiCfg.Address = cfg.Address
+	apiCfg.Timeout = c.timeout
+	tls := &api.TLSConfig{
+		CACert:        cfg.CACert,
+		CAPath:        cfg.CADirectory,
+		ClientCert:    cfg.ClientCert,
+		ClientKey:     cfg.ClientKey,
+		TLSServerName: cfg.TLSServerName,
+		Insecure:      cfg.InsecureSkipVerify(),
+	}
+	if err := apiCfg.ConfigureTLS(tls); err != nil {
+		return nil, fmt.Errorf("vault TLS settings (CA %q, CA directory %q, client cert %q): %w", cfg.CACert, cfg.CADirectory, cfg.ClientCert, err)
+	}
+	client, err := api.NewClient(apiCfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client for %s: %w", cfg.Address, err)
+	}
+	client.ClearToken()
+	if cfg.Namespace != "" {
+		client.SetNamespace(cfg.Namespace)
+	} else {
+		client.ClearNamespace()
+	}
+	return client, nil
+}
+
+// connectionKey identifies a connection configuration. It holds file paths
+// and addresses, never secret material.
+func connectionKey(cfg config.Vault) string {
+	return strings.Join([]string{
+		cfg.Address, cfg.Namespace, cfg.CACert, cfg.CADirectory, cfg.TLSServerName,
+		cfg.ClientCert, cfg.ClientKey, fmt.Sprint(cfg.InsecureSkipVerify()),
+	}, "\x00")
+}

@@ -1,0 +1,108 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Kinds of failure, for errors.Is. Each tells the user something different
+// to do.
+var (
+	ErrPermissionDenied = errors.New("vault denied the request")
+	ErrInvalidRequest   = errors.New("vault rejected the request")
+	ErrNotFound         = errors.New("vault has nothing at the path")
+	ErrUnavailable      = errors.New("vault is unavailable")
+	ErrEmptyResponse    = errors.New("vault returned no data")
+	ErrTooLarge         = errors.New("vault response too large")
+)
+
+// Error is a failed call to Vault. Its message names the operation and path
+// and quotes Vault's own error text; it never contains a token.
+type Error struct {
+	Op     string // "login" or "read"
+	Method string
+	Path   string
+	Status int // HTTP status, 0 when Vault did not answer
+	Kind   error
+	Detail string // Vault's error messages, or why there was no answer
+	Err    error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s: ", e.Op, e.Method, e.Path)
+	if e.Status != 0 {
+		fmt.Fprintf(&b, "vault answered %d", e.Status)
+	} else {
+		b.WriteString(e.Kind.Error())
+	}
+	if e.Detail != "" {
+		fmt.Fprintf(&b, ": %s", e.Detail)
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is match both the kind and the cause (e.g. context.DeadlineExceeded).
+func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
+
+// classify turns what the Vault client returned into an *Error. redact is
+// removed from every message (the JWT sent at login).
+func classify(ctx context.Context, op, method, path string, status int, err error, redact string) *Error {
+	e := &Error{Op: op, Method: method, Path: path, Status: status, Err: err}
+	var respErr *api.ResponseError
+	switch {
+	case errors.As(err, &respErr):
+		e.Status = respErr.StatusCode
+		e.Detail = strings.Join(cleanMessages(respErr.Errors), "; ")
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
+		e.Kind = ErrUnavailable
+		e.Detail = "no answer before the deadline"
+		e.Err = errors.Join(err, context.DeadlineExceeded)
+		return e
+	case err != nil:
+		e.Kind = ErrUnavailable
+		e.Detail = err.Error()
+	}
+	if redact != "" {
+		e.Detail = strings.ReplaceAll(e.Detail, redact, "[REDACTED]")
+	}
+	if e.Kind == nil {
+		e.Kind = kindOf(e.Status)
+	}
+	return e
+}
+
+func kindOf(status int) error {
+	switch {
+	case status == http.StatusForbidden || status == http.StatusUnauthorized:
+		return ErrPermissionDenied
+	case status == http.StatusNotFound:
+		return ErrNotFound
+	case status == http.StatusNoContent:
+		return ErrEmptyResponse
+	case status == http.StatusTooManyRequests || status >= 500:
+		return ErrUnavailable
+	default:
+		return ErrInvalidRequest
+	}
+}
+
+// cleanMessages flattens Vault's multi-line "* 1 error occurred" texts.
+func cleanMessages(msgs []string) []string {
+	var out []string
+	for _, m := range msgs {
+		for _, line := range strings.Split(m, "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+			if line == "" || strings.HasSuffix(line, "error occurred:") || strings.HasSuffix(line, "errors occurred:") {
+				continue
+			}
+			out = append(out, line)
+		}
+	}
+	return out
+}
