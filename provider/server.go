@@ -24,8 +24,8 @@ const RuntimeName = "vault-csi-provider"
 // Server is the CSIDriverProvider gRPC service.
 type Server struct {
 	v1alpha1.UnimplementedCSIDriverProviderServer
-	Mounter *Mounter
-	Log     *slog.Logger
+	Mounter      *Mounter
+	Log          *slog.Logger
 	BuildVersion string
 	// MountTimeout bounds one mount, inside the kubelet's 2 minutes.
 	MountTimeout time.Duration

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/vault/api"
 
 	"github.com/vaultcsi/vault-csi-provider/config"
 )

@@ -5,106 +5,20 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
-	"sync/atomic"
 	"syscall"
-	"time"
 
-	"github.com/vaultcsi/vault-csi-provider/auth"
-	"github.com/vaultcsi/vault-csi-provider/config"
-	"github.com/vaultcsi/vault-csi-provider/health"
-	"github.com/vaultcsi/vault-csi-provider/kube"
-	"github.com/vaultcsi/vault-csi-provider/provider"
-	"github.com/vaultcsi/vault-csi-provider/vault"
-)
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-const (
-	// mountTimeout keeps every mount well inside the kubelet's 2 minutes.
-	mountTimeout = 90 * time.Second
-	// drainTimeout is how long in-flight mounts may take after SIGTERM.
-	drainTimeout = 30 * time.Second
-	// readConcurrency bounds parallel Vault reads within one mount.
-	readConcurrency = 8
+	"github.com/vaultcsi/vault-csi-provider/app"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := app.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vault-csi-provider:", err)
 		os.Exit(1)
 	}
-}
-
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	proc, err := config.Parse(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if proc.PrintVersion {
-		fmt.Fprintf(stdout, "%s %s (%s)\n", provider.RuntimeName, version, runtime.Version())
-		return nil
-	}
-	log := newLogger(proc, stderr)
-	log.Info("starting", "version", version, "vault_addr", proc.Vault.Address, "auth_mount", proc.Vault.AuthMount)
-
-	kubeClient, namespace, err := kube.Connect(proc.Kubeconfig, getenv)
-	switch {
-	case errors.Is(err, kube.ErrNoKubernetes):
-		log.Warn("running without Kubernetes access: no TokenRequest fallback, per-process version key", "reason", err)
-	case err != nil:
-		return err
-	}
-	keys, err := kube.NewHMACKey(kubeClient, namespace, proc.HMACSecretName, log.With("component", "hmac-key"))
-	if err != nil {
-		return err
-	}
-	srv := &provider.Server{
-		Mounter: &provider.Mounter{
-			Defaults:        proc.Vault,
-			Clients:         vault.NewClients(proc.VaultTimeout),
-			Sessions:        auth.NewSessions(proc.CacheSize, proc.VaultTimeout),
-			Tokens:          auth.TokenSource{Kube: kubeClient},
-			Keys:            keys,
-			Log:             log.With("component", "mount"),
-			ReadConcurrency: readConcurrency,
-		},
-		Log:          log.With("component", "server"),
-		BuildVersion: version,
-		MountTimeout: mountTimeout,
-	}
-
-	var ready atomic.Bool
-	if proc.HealthAddr != "" {
-		healthCtx, stopHealth := context.WithCancel(ctx)
-		defer stopHealth()
-		stopped, err := health.Listen(healthCtx, proc.HealthAddr, health.Handler(ready.Load), log.With("component", "health"))
-		if err != nil {
-			return err
-		}
-		defer func() { stopHealth(); <-stopped }()
-	}
-	return provider.Serve(ctx, proc.Endpoint, srv, &ready, drainTimeout)
-}
-
-func newLogger(proc config.Process, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: proc.LogLevel}
-	if proc.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -1,0 +1,116 @@
+package provider
+
+import (
+	"io/fs"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	kv2Body = `{"request_id":"r-1","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":{"password":"s3cr3t","port":5432,"nested":{"b":1,"a":"x"},"blob":"aGVsbG8=","hexval":"68656c6c6f"},"metadata":{"version":3}},"wrap_info":null,"warnings":null,"auth":null}`
+	kv1Body = `{"request_id":"r-2","data":{"password":"v1pass","data":"field-named-data"}}`
+)
+
+func obj(t *testing.T, yaml string) Object {
+	t.Helper()
+	objs, err := parseObjects(yaml)
+	require.NoError(t, err)
+	return objs[0]
+}
+
+func TestExtract(t *testing.T) {
+	tests := []struct {
+		name    string
+		object  string
+		body    string
+		want    string
+		wantErr error
+		errText string
+	}{
+		{name: "KV v2 string value is raw", object: "- {objectName: p, secretPath: secret/data/app, secretKey: password}", body: kv2Body, want: "s3cr3t"},
+		{name: "KV v2 number is JSON", object: "- {objectName: p, secretPath: secret/data/app, secretKey: port}", body: kv2Body, want: "5432"},
+		{name: "KV v2 object is JSON", object: "- {objectName: p, secretPath: secret/data/app, secretKey: nested}", body: kv2Body, want: `{"b":1,"a":"x"}`},
+		{name: "KV v2 metadata is reachable in data", object: "- {objectName: p, secretPath: secret/data/app, secretKey: metadata}", body: kv2Body, want: `{"version":3}`},
+		{name: "KV v1 value", object: "- {objectName: p, secretPath: kv/app, secretKey: password}", body: kv1Body, want: "v1pass"},
+		{name: "KV v1 key named data", object: "- {objectName: p, secretPath: kv/app, secretKey: data}", body: kv1Body, want: "field-named-data"},
+		{name: "base64 is decoded", object: "- {objectName: p, secretPath: secret/data/app, secretKey: blob, encoding: base64}", body: kv2Body, want: "hello"},
+		{name: "hex is decoded", object: "- {objectName: p, secretPath: secret/data/app, secretKey: hexval, encoding: hex}", body: kv2Body, want: "hello"},
+		{name: "no secretKey is the whole response", object: "- {objectName: p, secretPath: secret/data/app}", body: kv2Body, want: kv2Body},
+		{name: "missing key lists the keys, never the values", object: "- {objectName: p, secretPath: secret/data/app, secretKey: user}", body: kv2Body, wantErr: ErrSecretKeyNotFound, errText: "keys there: blob, hexval, nested, password, port"},
+		{name: "invalid base64", object: "- {objectName: p, secretPath: secret/data/app, secretKey: password, encoding: base64}", body: kv2Body, wantErr: ErrDecode, errText: "not valid base64"},
+		{name: "invalid hex", object: "- {objectName: p, secretPath: secret/data/app, secretKey: password, encoding: hex}", body: kv2Body, wantErr: ErrDecode, errText: "not valid hex"},
+		{name: "no data to take a key from", object: "- {objectName: p, secretPath: sys/x, secretKey: k}", body: `{"data":null}`, wantErr: ErrSecretKeyNotFound, errText: "remove secretKey"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ex, err := extract(obj(t, tc.object), []byte(tc.body))
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				assert.Contains(t, err.Error(), tc.errText)
+				assert.NotContains(t, err.Error(), "s3cr3t")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(ex.content))
+		})
+	}
+}
+
+func TestObjectVersion(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	whole := obj(t, "- {objectName: p, secretPath: secret/data/app}")
+	keyed := obj(t, "- {objectName: p, secretPath: secret/data/app, secretKey: password}")
+	version := func(o Object, mode fs.FileMode, body string, key []byte) string {
+		ex, err := extract(o, []byte(body))
+		require.NoError(t, err)
+		return objectVersion(key, o, mode, ex.versioned)
+	}
+	base := version(keyed, 0o644, kv2Body, key)
+
+	tests := []struct {
+		name string
+		got  string
+		same bool
+	}{
+		{name: "same content, same version", got: version(keyed, 0o644, kv2Body, key), same: true},
+		{name: "other keys changing keep a keyed object's version", got: version(keyed, 0o644, `{"data":{"data":{"password":"s3cr3t","other":"changed"}}}`, key), same: true},
+		{name: "a changed value changes the version", got: version(keyed, 0o644, `{"data":{"data":{"password":"rotated"}}}`, key)},
+		{name: "a changed mode changes the version", got: version(keyed, 0o600, kv2Body, key)},
+		{name: "another key gives other versions", got: version(keyed, 0o644, kv2Body, []byte("another-key-another-key-another-k"))},
+	}
+	t.Run("a new request_id keeps the version of a whole-response object", func(t *testing.T) {
+		first := version(whole, 0o644, `{"request_id":"first","data":{"data":{"password":"s3cr3t"}}}`, key)
+		second := version(whole, 0o644, `{"request_id":"second","data":{"data":{"password":"s3cr3t"}}}`, key)
+		assert.Equal(t, first, second)
+		assert.NotEqual(t, first, version(whole, 0o644, `{"request_id":"third","data":{"data":{"password":"rotated"}}}`, key))
+	})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.same {
+				assert.Equal(t, base, tc.got)
+			} else {
+				assert.NotEqual(t, base, tc.got)
+			}
+			assert.NotContains(t, tc.got, "s3cr3t")
+			assert.Len(t, tc.got, 64)
+		})
+	}
+}
+
+func TestRequestKey(t *testing.T) {
+	objs, err := parseObjects(`
+- {objectName: a, secretPath: secret/data/app, secretKey: user}
+- {objectName: b, secretPath: /v1/secret/data/app, secretKey: password}
+- {objectName: c, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example.com}}
+- {objectName: d, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: b.example.com}}
+- objectName: e
+  secretPath: secret/data/app?version=1
+  secretKey: user
+`)
+	require.NoError(t, err)
+	assert.Equal(t, requestKey(objs[0]), requestKey(objs[1]), "same path read once")
+	assert.NotEqual(t, requestKey(objs[2]), requestKey(objs[3]), "different secretArgs are different requests")
+	assert.NotEqual(t, requestKey(objs[0]), requestKey(objs[4]), "a query is part of the request")
+}

@@ -1,0 +1,256 @@
+package provider
+
+import (
+	"encoding/json"
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// attrs builds MountRequest attributes as the driver sends them, with the
+// pod fields filled in.
+func attrs(t testing.TB, params map[string]string) string {
+	t.Helper()
+	m := map[string]string{
+		attrClassName:      "app-secrets",
+		attrPodName:        "app-0",
+		attrPodNamespace:   "demo",
+		attrPodUID:         "8d3c0f5e-0000-4000-8000-000000000001",
+		attrServiceAccount: "app",
+		paramRoleName:      "app",
+		paramObjects:       "- objectName: password\n  secretPath: secret/data/app\n  secretKey: password\n",
+	}
+	for k, v := range params {
+		if v == "<unset>" {
+			delete(m, k)
+			continue
+		}
+		m[k] = v
+	}
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestParseRequest(t *testing.T) {
+	tokens := `{"vault":{"token":"tok-vault","expirationTimestamp":"2030-01-01T00:00:00Z"},"":{"token":"tok-default","expirationTimestamp":"2030-01-01T00:00:00Z"}}`
+	tests := []struct {
+		name       string
+		params     map[string]string
+		secrets    string
+		permission string
+		check      func(t *testing.T, p Params)
+		wantErr    []string
+	}{
+		{
+			name: "hashicorp-style class with defaults",
+			check: func(t *testing.T, p Params) {
+				assert.Equal(t, "app", p.Role)
+				assert.Equal(t, "vault", p.Audience)
+				assert.Equal(t, "app-secrets", p.Class)
+				assert.Equal(t, "demo/app-0", p.Pod.String())
+				assert.Equal(t, fs.FileMode(0o644), p.DefaultMode)
+				require.Len(t, p.Objects, 1)
+				assert.Equal(t, "GET", p.Objects[0].Method)
+				assert.Equal(t, "utf-8", p.Objects[0].Encoding)
+			},
+		},
+		{
+			name:       "permission from the driver is decimal",
+			permission: "384",
+			check:      func(t *testing.T, p Params) { assert.Equal(t, fs.FileMode(0o600), p.DefaultMode) },
+		},
+		{
+			name:    "secrets may be the literal null",
+			secrets: "null",
+			check:   func(t *testing.T, p Params) { assert.Empty(t, p.Tokens) },
+		},
+		{
+			name:   "tokens from the volume attributes",
+			params: map[string]string{attrServiceAccountToken: tokens},
+			check: func(t *testing.T, p Params) {
+				assert.Equal(t, "tok-vault", p.Tokens["vault"].Value)
+				assert.Equal(t, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), p.Tokens["vault"].Expiry)
+			},
+		},
+		{
+			name:    "tokens from secrets (driver v1.6 on Kubernetes 1.35+)",
+			secrets: mustJSON(t, map[string]string{attrServiceAccountToken: tokens}),
+			check:   func(t *testing.T, p Params) { assert.Equal(t, "tok-default", p.Tokens[""].Value) },
+		},
+		{
+			name:   "auth mount written as auth/<path>",
+			params: map[string]string{paramAuthMount: "/auth/jwt-cluster/"},
+			check:  func(t *testing.T, p Params) { assert.Equal(t, "jwt-cluster", p.Vault.AuthMount) },
+		},
+		{
+			name:   "the legacy kubernetes mount parameter",
+			params: map[string]string{paramKubernetesMount: "k8s-east"},
+			check:  func(t *testing.T, p Params) { assert.Equal(t, "k8s-east", p.Vault.AuthMount) },
+		},
+		{
+			name:   "TLS and namespace parameters",
+			params: map[string]string{paramVaultAddress: "https://vault.example:8200", paramVaultNamespace: "team", paramCACertPath: "/ca.pem", paramCADirectory: "/cas", paramTLSServerName: "vault", paramSkipTLSVerify: "false", paramTLSClientCertPath: "/c.pem", paramTLSClientKeyPath: "/k.pem", paramAudience: "custom"},
+			check: func(t *testing.T, p Params) {
+				assert.Equal(t, "https://vault.example:8200", p.Vault.Address)
+				assert.Equal(t, "team", p.Vault.Namespace)
+				assert.Equal(t, "/ca.pem", p.Vault.CACert)
+				assert.Equal(t, "/cas", p.Vault.CADirectory)
+				assert.Equal(t, "vault", p.Vault.TLSServerName)
+				assert.Equal(t, "/c.pem", p.Vault.ClientCert)
+				assert.Equal(t, "/k.pem", p.Vault.ClientKey)
+				require.NotNil(t, p.Vault.SkipVerify)
+				assert.False(t, *p.Vault.SkipVerify)
+				assert.Equal(t, "custom", p.Audience)
+			},
+		},
+		{
+			name:    "missing role and objects are both reported",
+			params:  map[string]string{paramRoleName: "<unset>", paramObjects: "<unset>"},
+			wantErr: []string{"roleName: missing", "objects: missing"},
+		},
+		{
+			name:    "both mount parameters",
+			params:  map[string]string{paramAuthMount: "jwt", paramKubernetesMount: "kubernetes"},
+			wantErr: []string{"vaultAuthMountPath and vaultKubernetesMountPath are both set"},
+		},
+		{
+			name:       "bad skip-verify, address and permission",
+			params:     map[string]string{paramSkipTLSVerify: "nope", paramVaultAddress: "vault:8200"},
+			permission: "rw-r--r--",
+			wantErr:    []string{"vaultSkipTLSVerify", "vaultAddress", "permission"},
+		},
+		{
+			name:    "malformed token JSON does not echo it",
+			params:  map[string]string{attrServiceAccountToken: `{"vault": "eyJhbGciOiJSUzI1NiJ9.secret"`},
+			wantErr: []string{attrServiceAccountToken},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := parseRequest(attrs(t, tc.params), tc.secrets, tc.permission)
+			if len(tc.wantErr) > 0 {
+				require.ErrorIs(t, err, ErrInvalidParameters)
+				for _, w := range tc.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				assert.NotContains(t, err.Error(), "eyJhbGciOiJSUzI1NiJ9")
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, p)
+		})
+	}
+}
+
+func TestParseObjects(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		check   func(t *testing.T, objs []Object)
+		wantErr []string
+	}{
+		{
+			name: "all fields, YAML octal mode, method case",
+			yaml: `
+- objectName: cert
+  secretPath: /v1/pki/issue/web?ttl=1h
+  secretArgs:
+    common_name: a.example.com
+  method: put
+  encoding: BASE64
+  filePermission: 0600
+`,
+			check: func(t *testing.T, objs []Object) {
+				o := objs[0]
+				assert.Equal(t, "PUT", o.Method)
+				assert.Equal(t, "base64", o.Encoding)
+				assert.Equal(t, "pki/issue/web", o.apiPath)
+				assert.Equal(t, "1h", o.query.Get("ttl"))
+				require.NotNil(t, o.Mode)
+				assert.Equal(t, FileMode(0o600), *o.Mode)
+				assert.Equal(t, "a.example.com", o.Args["common_name"])
+			},
+		},
+		{
+			name: "filePermission as a quoted octal string",
+			yaml: "- {objectName: a, secretPath: kv/a, filePermission: \"0640\"}",
+			check: func(t *testing.T, objs []Object) {
+				assert.Equal(t, FileMode(0o640), *objs[0].Mode)
+			},
+		},
+		{
+			name: "sub-directories are allowed",
+			yaml: "- {objectName: db/creds/password, secretPath: kv/a}\n- {objectName: db/user, secretPath: kv/a}",
+			check: func(t *testing.T, objs []Object) {
+				assert.Equal(t, "db/creds/password", objs[0].Name)
+			},
+		},
+		{name: "absolute name", yaml: "- {objectName: /etc/passwd, secretPath: kv/a}", wantErr: []string{"is absolute"}},
+		{name: "traversal", yaml: "- {objectName: a/../../b, secretPath: kv/a}", wantErr: []string{"not a clean path"}},
+		{name: "dot-dot element", yaml: "- {objectName: ../b, secretPath: kv/a}", wantErr: []string{"objectName"}},
+		{name: "driver-reserved prefix", yaml: "- {objectName: ..data, secretPath: kv/a}", wantErr: []string{"reserves"}},
+		{name: "unclean name", yaml: "- {objectName: a//b, secretPath: kv/a}", wantErr: []string{`write it as "a/b"`}},
+		{name: "element over 255 bytes", yaml: "- {objectName: " + strings.Repeat("x", 256) + ", secretPath: kv/a}", wantErr: []string{"longer than 255"}},
+		{name: "duplicate names", yaml: "- {objectName: a, secretPath: kv/a}\n- {objectName: a, secretPath: kv/b}", wantErr: []string{`"a" is also used by objects[0]`}},
+		{name: "file and directory clash", yaml: "- {objectName: a, secretPath: kv/a}\n- {objectName: a/b, secretPath: kv/b}", wantErr: []string{"would be a file and also the directory"}},
+		{name: "missing secretPath", yaml: "- {objectName: a}", wantErr: []string{"secretPath: missing"}},
+		{name: "bad method", yaml: "- {objectName: a, secretPath: kv/a, method: DELETE}", wantErr: []string{`method "DELETE"`}},
+		{name: "bad encoding", yaml: "- {objectName: a, secretPath: kv/a, encoding: rot13}", wantErr: []string{`encoding "rot13"`}},
+		{name: "decimal-looking mode", yaml: "- {objectName: a, secretPath: kv/a, filePermission: 600}", wantErr: []string{"leading zero"}},
+		{name: "not a list", yaml: "objectName: a", wantErr: []string{"not a YAML list"}},
+		{name: "empty list", yaml: "[]", wantErr: []string{"empty"}},
+		{name: "vault path with dot-dot", yaml: "- {objectName: a, secretPath: secret/../sys/raw}", wantErr: []string{". or .. elements"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := parseObjects(tc.yaml)
+			if len(tc.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tc.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, objs)
+		})
+	}
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// FuzzParseRequest feeds arbitrary parameters and objects YAML: the parser
+// must never panic, and what it accepts must be safe to hand to the driver.
+func FuzzParseRequest(f *testing.F) {
+	f.Add("app", "- {objectName: a, secretPath: kv/a}", "420", "null")
+	f.Add("app", "- objectName: a/b\n  secretPath: /v1/pki/issue/x?ttl=1h\n  method: PUT\n  secretArgs: {common_name: x}\n  filePermission: 0600", "420", "")
+	f.Add("", "- {objectName: ../x, secretPath: \"\"}", "abc", `{"csi.storage.k8s.io/serviceAccount.tokens":"{}"}`)
+	f.Add("r", "[{objectName: x, secretPath: y, encoding: hex, filePermission: \"0777\"}]", "0", "{")
+	f.Fuzz(func(t *testing.T, role, objects, permission, secrets string) {
+		p, err := parseRequest(attrs(t, map[string]string{paramRoleName: role, paramObjects: objects}), secrets, permission)
+		if err != nil {
+			return
+		}
+		if p.Role == "" || len(p.Objects) == 0 {
+			t.Fatalf("accepted a request without role or objects")
+		}
+		for _, o := range p.Objects {
+			if validateObjectName(o.Name) != nil || o.apiPath == "" {
+				t.Fatalf("accepted object %q with path %q", o.Name, o.apiPath)
+			}
+			if o.Mode != nil && *o.Mode > 0o777 {
+				t.Fatalf("accepted mode %o", *o.Mode)
+			}
+		}
+	})
+}
