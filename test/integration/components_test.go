@@ -1,0 +1,295 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// process is a real component running for the tests.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func start(name, dir string, bin string, args ...string) (*process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logFile.Close(); close(p.done) }()
+	return p, nil
+}
+
+// stop ends the process and waits for it.
+func (p *process) stop() {
+	if p == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *process) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitFor polls ready until it succeeds, p exits, or the timeout passes.
+func waitFor(p *process, timeout time.Duration, ready func() error) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = ready(); err == nil {
+			return nil
+		}
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited: %s", p.name, p.tail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %s: %w", timeout, err)
+}
+
+// ---- etcd and kube-apiserver ----
+
+// apiServer is a real kube-apiserver on a real etcd.
+type apiServer struct {
+	etcd, apiserver *process
+	url             string
+	issuer          string
+	pki             *testPKI
+	admin           *rest.Config
+	adminClient     kubernetes.Interface
+	adminKubeconfig string
+	// noRightsKubeconfig authenticates a user with no RBAC permissions.
+	noRightsKubeconfig string
+}
+
+const saIssuer = "https://kubernetes.default.svc.cluster.local"
+
+func startAPIServer(dir, binDir string) (*apiServer, error) {
+	s := &apiServer{issuer: saIssuer}
+	etcdPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
+	dataDir, err := os.MkdirTemp(tmpfsDir(), "vcp-etcd-")
+	if err != nil {
+		return nil, err
+	}
+	s.etcd, err = start("etcd", dir, filepath.Join(binDir, "etcd"),
+		"--data-dir", dataDir, "--name", "default",
+		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "default="+peerURL, "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	go func() { <-s.etcd.done; os.RemoveAll(dataDir) }()
+
+	if s.pki, err = newPKI(); err != nil {
+		return s, err
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, s.pki.caPEM, 0o600); err != nil {
+		return s, err
+	}
+	servingCert, servingKey, err := s.pki.issue(dir, "apiserver", "127.0.0.1", nil, true)
+	if err != nil {
+		return s, err
+	}
+	saPub, saKey, err := writeSigningKey(dir)
+	if err != nil {
+		return s, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return s, err
+	}
+	s.url = "https://127.0.0.1:" + strconv.Itoa(port)
+	s.apiserver, err = start("kube-apiserver", dir, filepath.Join(binDir, "kube-apiserver"),
+		"--etcd-servers="+etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		"--tls-cert-file="+servingCert, "--tls-private-key-file="+servingKey, "--client-ca-file="+caFile,
+		"--service-account-issuer="+s.issuer, "--service-account-key-file="+saPub, "--service-account-signing-key-file="+saKey,
+		"--service-cluster-ip-range=10.96.0.0/24", "--authorization-mode=Node,RBAC",
+		"--endpoint-reconciler-type=none", "--cert-dir="+filepath.Join(dir, "apiserver-certs"))
+	if err != nil {
+		return s, err
+	}
+
+	if s.adminKubeconfig, err = s.kubeconfig(dir, "admin", "admin", []string{"system:masters"}); err != nil {
+		return s, err
+	}
+	if s.noRightsKubeconfig, err = s.kubeconfig(dir, "no-rights", "no-rights-provider", nil); err != nil {
+		return s, err
+	}
+	if s.admin, err = clientcmd.BuildConfigFromFlags("", s.adminKubeconfig); err != nil {
+		return s, err
+	}
+	if s.adminClient, err = kubernetes.NewForConfig(s.admin); err != nil {
+		return s, err
+	}
+	err = waitFor(s.apiserver, 90*time.Second, func() error {
+		body, err := s.adminClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, body)
+		}
+		return nil
+	})
+	return s, err
+}
+
+func (s *apiServer) kubeconfig(dir, name, cn string, orgs []string) (string, error) {
+	cert, key, err := s.pki.issue(dir, name, cn, orgs, false)
+	if err != nil {
+		return "", err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: s.url, CertificateAuthorityData: s.pki.caPEM}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: name, Namespace: providerNamespace}
+	cfg.CurrentContext = "test"
+	path := filepath.Join(dir, name+".kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+func (s *apiServer) stop() {
+	if s == nil {
+		return
+	}
+	s.apiserver.stop()
+	s.etcd.stop()
+}
+
+// tmpfsDir keeps etcd's data in memory when /dev/shm exists.
+func tmpfsDir() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return os.TempDir()
+}
+
+// ---- Vault ----
+
+// vaultServer is a real Vault dev server.
+type vaultServer struct {
+	proc *process
+	addr string
+	root *api.Client
+}
+
+const rootToken = "root"
+
+func startVault(dir, binDir, name string) (*vaultServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	plugins, err := filepath.EvalSymlinks(filepath.Join(binDir, "plugins"))
+	if err != nil {
+		return nil, err
+	}
+	pluginDir := filepath.Join(dir, name+"-plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		return nil, err
+	}
+	// Vault wants the plugin file itself in its directory, not a link out of it.
+	target, err := filepath.EvalSymlinks(filepath.Join(plugins, "kubernetes"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(target, filepath.Join(pluginDir, "kubernetes")); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("linking the kubernetes plugin: %w", err)
+	}
+	v := &vaultServer{addr: "http://127.0.0.1:" + strconv.Itoa(port)}
+	v.proc, err = start(name, dir, filepath.Join(binDir, "vault"), "server", "-dev",
+		"-dev-root-token-id="+rootToken, "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
+		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
+	if err != nil {
+		return nil, err
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = v.addr
+	if v.root, err = api.NewClient(cfg); err != nil {
+		return v, err
+	}
+	v.root.SetToken(rootToken)
+	err = waitFor(v.proc, 60*time.Second, func() error {
+		resp, err := http.Get(v.addr + "/v1/sys/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("sys/health: %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return v, err
+}
+
+func (v *vaultServer) stop() {
+	if v != nil {
+		v.proc.stop()
+	}
+}

@@ -1,0 +1,240 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/secrets-store-csi-driver/pkg/util/fileutil"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/vaultcsi/vault-csi-provider/app"
+)
+
+// syncBuffer collects the provider's log output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runningProvider is the provider process, in-process, serving a unix socket.
+type runningProvider struct {
+	socket string
+	client v1alpha1.CSIDriverProviderClient
+	logs   *syncBuffer
+	stop   func() error
+}
+
+// startProvider runs app.Run with the flags a DaemonSet would pass, plus extra.
+func startProvider(t *testing.T, extra ...string) *runningProvider {
+	t.Helper()
+	// Unix socket paths are limited to 108 bytes: keep the directory short.
+	dir, err := os.MkdirTemp("", "vcp-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "vault.sock")
+	args := append([]string{
+		"-endpoint=" + socket,
+		"-health-addr=",
+		"-kubeconfig=" + env.kube.adminKubeconfig,
+		"-vault-addr=" + env.vault.addr,
+		"-log-level=debug",
+		"-hmac-secret-name=" + dnsName("hmac-"+t.Name()),
+	}, extra...)
+	getenv := func(k string) string {
+		if k == "POD_NAMESPACE" {
+			return providerNamespace
+		}
+		return "" // the host's VAULT_* variables must not leak into a test
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, args, getenv, logs, logs) }()
+
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	p := &runningProvider{socket: socket, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs}
+	var once sync.Once
+	var stopErr error
+	p.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(45 * time.Second):
+				t.Errorf("provider did not stop within 45s")
+			}
+			conn.Close()
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = p.stop() })
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := p.client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
+		cancel()
+		if err == nil {
+			return p
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("provider exited: %v\n%s", err, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("provider socket not served: %v\n%s", err, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testPod is a real Pod object in the apiserver (no kubelet runs it).
+type testPod struct {
+	Name, Namespace, UID, ServiceAccount string
+}
+
+func createPod(t *testing.T, serviceAccount string) testPod {
+	t.Helper()
+	no := false
+	pod, err := env.kube.adminClient.CoreV1().Pods(appNamespace).Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: dnsName(t.Name()) + "-"},
+		Spec: corev1.PodSpec{
+			ServiceAccountName:           serviceAccount,
+			AutomountServiceAccountToken: &no,
+			Containers:                   []corev1.Container{{Name: "app", Image: "busybox"}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return testPod{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), ServiceAccount: serviceAccount}
+}
+
+// kubeletToken requests a token the way the kubelet does for the driver:
+// bound to the pod, for one audience.
+func kubeletToken(t *testing.T, pod testPod, audience string) (string, time.Time) {
+	t.Helper()
+	ten := int64(600)
+	tr, err := env.kube.adminClient.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(context.Background(), pod.ServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences: []string{audience}, ExpirationSeconds: &ten,
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: types.UID(pod.UID)},
+		}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time
+}
+
+// mountCall is one MountRequest as the driver builds it.
+type mountCall struct {
+	pod    testPod
+	params map[string]string
+	// tokenAudiences are the audiences the CSIDriver requests tokens for.
+	tokenAudiences []string
+	// tokensInSecrets sends the tokens in the secrets field (driver v1.6,
+	// Kubernetes 1.35+ with serviceAccountTokenInSecrets).
+	tokensInSecrets bool
+	permission      string
+}
+
+func (c mountCall) request(t *testing.T) *v1alpha1.MountRequest {
+	t.Helper()
+	attrs := map[string]string{
+		"secretProviderClass":                    "test-class",
+		"csi.storage.k8s.io/pod.name":            c.pod.Name,
+		"csi.storage.k8s.io/pod.namespace":       c.pod.Namespace,
+		"csi.storage.k8s.io/pod.uid":             c.pod.UID,
+		"csi.storage.k8s.io/serviceAccount.name": c.pod.ServiceAccount,
+		"csi.storage.k8s.io/ephemeral":           "true",
+	}
+	for k, v := range c.params {
+		attrs[k] = v
+	}
+	secrets := "null"
+	if len(c.tokenAudiences) > 0 {
+		tokens := map[string]map[string]string{}
+		for _, aud := range c.tokenAudiences {
+			tok, exp := kubeletToken(t, c.pod, aud)
+			tokens[aud] = map[string]string{"token": tok, "expirationTimestamp": exp.Format(time.RFC3339)}
+		}
+		raw := mustJSON(t, tokens)
+		if c.tokensInSecrets {
+			secrets = mustJSON(t, map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": raw})
+		} else {
+			attrs["csi.storage.k8s.io/serviceAccount.tokens"] = raw
+		}
+	}
+	perm := c.permission
+	if perm == "" {
+		perm = "420"
+	}
+	return &v1alpha1.MountRequest{Attributes: mustJSON(t, attrs), Secrets: secrets, Permission: perm, TargetPath: "/unused"}
+}
+
+func (p *runningProvider) mount(t *testing.T, c mountCall) (*v1alpha1.MountResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // the kubelet's budget
+	defer cancel()
+	return p.client.Mount(ctx, c.request(t))
+}
+
+// writeFiles writes a response into a fresh volume directory with the
+// driver's own writer, as the driver does after Mount.
+func writeFiles(t *testing.T, resp *v1alpha1.MountResponse) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, fileutil.WritePayloads(dir, resp.GetFiles()))
+	return dir
+}
+
+func versions(resp *v1alpha1.MountResponse) map[string]string {
+	out := map[string]string{}
+	for _, v := range resp.GetObjectVersion() {
+		out[v.Id] = v.Version
+	}
+	return out
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// dnsName turns a test name into a Kubernetes object name.
+func dnsName(s string) string {
+	s = strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(s), "-"), "-")
+	if len(s) > 50 {
+		s = strings.TrimRight(s[:50], "-")
+	}
+	return s
+}
