@@ -11,20 +11,21 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
+// ErrLoginDenied means Vault refused the pod's login (HTTP 400 or 403):
+// Vault answers 400 for an unknown role or a claim that does not match, and
+// 403 for an unbound service account or an auth mount that does not exist.
+var ErrLoginDenied = errors.New("vault denied login")
+
 // explainLogin says what a failed login means for this pod and role.
 func explainLogin(err error, mt mount) error {
 	sa := mt.params.Pod.Namespace + "/" + mt.params.Pod.ServiceAccount
-	where := fmt.Sprintf("auth/%s at %s", mt.cfg.AuthMount, mt.cfg.Address)
+	where := fmt.Sprintf("auth/%s on %s", mt.cfg.AuthMount, mt.cfg.Address)
 	switch {
-	case errors.Is(err, vault.ErrPermissionDenied):
-		return fmt.Errorf("vault role %q denied login for service account %s (%s): %w; check the role's bound_service_account_names and bound_service_account_namespaces (kubernetes auth) or bound_subject and bound_audiences (jwt auth), and that its audience matches %q",
-			mt.params.Role, sa, where, err, mt.params.Audience)
-	case errors.Is(err, vault.ErrInvalidRequest):
-		return fmt.Errorf("vault rejected login with role %q for service account %s (%s): %w; check roleName and that %s is a kubernetes or jwt auth mount (vaultAuthMountPath)",
-			mt.params.Role, sa, where, err, mt.cfg.AuthMount)
-	case errors.Is(err, vault.ErrNotFound):
-		return fmt.Errorf("no auth method mounted at auth/%s on %s: %w; set vaultAuthMountPath (or -vault-mount) to the mount of your kubernetes or jwt auth method",
-			mt.cfg.AuthMount, mt.cfg.Address, err)
+	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, vault.ErrInvalidRequest):
+		return fmt.Errorf("%w: vault role %q denied login for service account %s at %s (%w); check that roleName names a role of that auth method, "+
+			"that the role's bound_service_account_names and bound_service_account_namespaces (kubernetes auth) or bound_subject and bound_audiences (jwt auth) admit this service account, "+
+			"that its audience matches %q, and that vaultAuthMountPath is where the kubernetes or jwt auth method is mounted",
+			ErrLoginDenied, mt.params.Role, sa, where, err, mt.params.Audience)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("login to vault at %s timed out: %w; check that Vault is reachable from the node", mt.cfg.Address, err)
 	case errors.Is(err, vault.ErrUnavailable):
@@ -59,6 +60,8 @@ func Code(err error) codes.Code {
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
+	case errors.Is(err, ErrLoginDenied):
+		return codes.PermissionDenied
 	case errors.Is(err, ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, ErrDecode):
 		return codes.InvalidArgument
 	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden):
