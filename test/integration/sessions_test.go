@@ -1,0 +1,100 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+// vaultRequests counts the requests to path in Vault's own audit log.
+func vaultRequests(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(auditLog())
+	require.NoError(t, err)
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct {
+			Type    string `json:"type"`
+			Request struct {
+				Path string `json:"path"`
+			} `json:"request"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "request" && e.Request.Path == path {
+			n++
+		}
+	}
+	require.NoError(t, sc.Err())
+	return n
+}
+
+// TestOneLoginForConcurrentMounts: a burst of mounts for one pod logs in
+// once, and later mounts reuse the token.
+func TestOneLoginForConcurrentMounts(t *testing.T) {
+	p := startProvider(t)
+	pod := createPod(t, appServiceAccount)
+	call := mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}
+	before := vaultRequests(t, "auth/kubernetes/login")
+
+	const burst = 50
+	reqs := make([]*v1alpha1.MountRequest, burst)
+	for i := range reqs {
+		reqs[i] = call.request(t) // each with its own kubelet token, as on re-mounts
+	}
+	errs := make([]error, burst)
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Go(func() { _, errs[i] = p.client.Mount(context.Background(), req) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		assert.NoError(t, err)
+	}
+	_, err := p.mount(t, call)
+	require.NoError(t, err)
+	assert.Equal(t, 1, vaultRequests(t, "auth/kubernetes/login")-before, "one login for %d concurrent mounts and a later one", burst+1)
+
+	other := createPod(t, appServiceAccount)
+	_, err = p.mount(t, mountCall{pod: other, params: call.params, tokenAudiences: []string{"vault"}})
+	require.NoError(t, err)
+	assert.Equal(t, 2, vaultRequests(t, "auth/kubernetes/login")-before, "another pod is another identity")
+}
+
+// TestReloginAfterTokenRevoked: when Vault no longer accepts the cached token
+// the provider logs in once more and the mount succeeds.
+func TestReloginAfterTokenRevoked(t *testing.T) {
+	p := startProvider(t)
+	call := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}
+	before := vaultRequests(t, "auth/kubernetes/login")
+	_, err := p.mount(t, call)
+	require.NoError(t, err)
+
+	_, err = env.vault.root.Logical().Write("sys/leases/revoke-prefix/auth/kubernetes/login", nil)
+	require.NoError(t, err)
+
+	_, err = p.mount(t, call)
+	require.NoError(t, err)
+	assert.Equal(t, 2, vaultRequests(t, "auth/kubernetes/login")-before)
+	assert.Contains(t, p.logs.String(), "vault refused the cached token; logging in again")
+}
+
+// TestCacheSizeZeroLogsInEveryMount keeps hashicorp's meaning of -cache-size=0.
+func TestCacheSizeZeroLogsInEveryMount(t *testing.T) {
+	p := startProvider(t, "-cache-size=0")
+	call := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}
+	before := vaultRequests(t, "auth/kubernetes/login")
+	for range 3 {
+		_, err := p.mount(t, call)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 3, vaultRequests(t, "auth/kubernetes/login")-before)
+}
