@@ -22,10 +22,10 @@ func explainLogin(err error, mt mount) error {
 	where := fmt.Sprintf("auth/%s on %s", mt.cfg.AuthMount, mt.cfg.Address)
 	switch {
 	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, vault.ErrInvalidRequest):
-		return fmt.Errorf("%w: vault role %q denied login for service account %s at %s (%w); check that roleName names a role of that auth method, "+
+		return withKind(ErrLoginDenied, fmt.Errorf("vault role %q denied login for service account %s at %s (%w); check that roleName names a role of that auth method, "+
 			"that the role's bound_service_account_names and bound_service_account_namespaces (kubernetes auth) or bound_subject and bound_audiences (jwt auth) admit this service account, "+
 			"that its audience matches %q, and that vaultAuthMountPath is where the kubernetes or jwt auth method is mounted",
-			ErrLoginDenied, mt.params.Role, sa, where, err, mt.params.Audience)
+			mt.params.Role, sa, where, err, mt.params.Audience))
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("login to vault at %s timed out: %w; check that Vault is reachable from the node", mt.cfg.Address, err)
 	case errors.Is(err, vault.ErrUnavailable):
@@ -33,6 +33,16 @@ func explainLogin(err error, mt mount) error {
 	}
 	return fmt.Errorf("login to vault at %s with role %q: %w", mt.cfg.Address, mt.params.Role, err)
 }
+
+// kindError gives an error a kind for errors.Is without changing its message.
+type kindError struct {
+	err  error
+	kind error
+}
+
+func withKind(kind, err error) error { return kindError{err: err, kind: kind} }
+func (e kindError) Error() string    { return e.err.Error() }
+func (e kindError) Unwrap() []error  { return []error{e.kind, e.err} }
 
 // explainRead says what a failed read means for this role and path.
 func explainRead(err error, mt mount, r vault.Request) error {
