@@ -29,6 +29,7 @@ const (
 	customAudRole  = "app-custom-audience"
 	customAudience = "custom-audience"
 	jwtRole        = "app-jwt"
+	shortTTLRole   = "app-short-ttl"
 
 	// Planted values: they must never show up in a log line or an error.
 	plantedPassword = "PLANTED-SECRET-VALUE-6f1c2a"
@@ -143,6 +144,10 @@ path "pki/issue/web" { capabilities = ["update"] }
 		{"auth/kubernetes/role/" + customAudRole, map[string]any{
 			"bound_service_account_names": appServiceAccount, "bound_service_account_namespaces": appNamespace,
 			"audience": customAudience, "token_policies": "app", "token_ttl": "1h",
+		}},
+		{"auth/kubernetes/role/" + shortTTLRole, map[string]any{
+			"bound_service_account_names": appServiceAccount, "bound_service_account_namespaces": appNamespace,
+			"audience": "vault", "token_policies": "app", "token_ttl": "3s", "token_max_ttl": "3s",
 		}},
 		{"sys/auth/jwt", map[string]any{"type": "jwt"}},
 		{"auth/jwt/config", map[string]any{"jwt_validation_pubkeys": pubkeys, "bound_issuer": env.kube.issuer}},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -85,6 +86,23 @@ func TestReloginAfterTokenRevoked(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, vaultRequests(t, "auth/kubernetes/login")-before)
 	assert.Contains(t, p.logs.String(), "vault refused the cached token; logging in again")
+}
+
+// TestExpiringTokenIsReplaced: a cached token is used while it has more than
+// a fifth of its TTL left, then a new login replaces it.
+func TestExpiringTokenIsReplaced(t *testing.T) {
+	p := startProvider(t)
+	call := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": shortTTLRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}
+	before := vaultRequests(t, "auth/kubernetes/login")
+	for range 2 {
+		_, err := p.mount(t, call)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, vaultRequests(t, "auth/kubernetes/login")-before, "reused within its TTL")
+	time.Sleep(2600 * time.Millisecond) // past 4/5 of the 3s TTL
+	_, err := p.mount(t, call)
+	require.NoError(t, err)
+	assert.Equal(t, 2, vaultRequests(t, "auth/kubernetes/login")-before, "replaced before it expires")
 }
 
 // TestCacheSizeZeroLogsInEveryMount keeps hashicorp's meaning of -cache-size=0.
