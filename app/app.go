@@ -44,8 +44,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if proc.PrintVersion {
-		fmt.Fprintf(stdout, "%s %s (%s)\n", provider.RuntimeName, Version, runtime.Version())
-		return nil
+		_, err := fmt.Fprintf(stdout, "%s %s (%s)\n", provider.RuntimeName, Version, runtime.Version())
+		return err
 	}
 	log := newLogger(proc, stderr)
 	log.Info("starting", "version", Version, "vault_addr", proc.Vault.Address, "auth_mount", proc.Vault.AuthMount)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,14 +23,14 @@ const (
 func Handler(ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(LivePath, func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc(ReadyPath, func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {
 			http.Error(w, "not serving the provider socket", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ok")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	return mux
 }

@@ -102,7 +102,10 @@ func TestHealthEndpoints(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
 	require.NoError(t, p.stop())
-	_, err = http.Get("http://" + addr + "/health/live")
+	resp, err := http.Get("http://" + addr + "/health/live")
+	if err == nil {
+		resp.Body.Close()
+	}
 	assert.Error(t, err, "the health listener closes with the process")
 }
 
