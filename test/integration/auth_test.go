@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -128,7 +129,7 @@ func TestTokenRequestFallback(t *testing.T) {
 	})
 
 	t.Run("RBAC forbids it: the message names the permission", func(t *testing.T) {
-		p := startProvider(t, "-kubeconfig="+env.kube.noRightsKubeconfig)
+		p := startProvider(t, "-kubeconfig="+env.Kube.NoRightsKubeconfig)
 		_, err := p.mount(t, call)
 		st := status.Convert(err)
 		assert.Equal(t, codes.PermissionDenied, st.Code(), st.Message())
@@ -138,16 +139,16 @@ func TestTokenRequestFallback(t *testing.T) {
 }
 
 func TestVaultStoppedIsUnavailable(t *testing.T) {
-	v, err := startVault(env.dir, binDir(), "vault-to-stop")
+	v, err := rig.StartVault(env.Dir, rig.BinDir(), "vault-to-stop")
 	require.NoError(t, err)
-	p := startProvider(t, "-vault-addr="+v.addr, "-vault-timeout=5s")
-	v.stop()
+	p := startProvider(t, "-vault-addr="+v.Addr, "-vault-timeout=5s")
+	v.Stop()
 
 	start := time.Now()
 	_, err = p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}})
 	st := status.Convert(err)
 	assert.Equal(t, codes.Unavailable, st.Code(), st.Message())
-	assert.Contains(t, st.Message(), v.addr)
+	assert.Contains(t, st.Message(), v.Addr)
 	assert.Contains(t, st.Message(), "check vaultAddress and that Vault is running and unsealed")
 	assert.Less(t, time.Since(start), 30*time.Second, "a stopped Vault fails fast, well inside the kubelet's 2 minutes")
 }

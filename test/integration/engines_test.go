@@ -93,7 +93,7 @@ func TestOversizeResponse(t *testing.T) {
 		data[k] = strings.Repeat("x", 900<<10)
 		objects += "- {objectName: big-" + k + ", secretPath: secret/data/big, secretKey: " + k + "}\n"
 	}
-	_, err := env.vault.root.Logical().Write("secret/data/big", map[string]any{"data": data})
+	_, err := env.Vault.Root.Logical().Write("secret/data/big", map[string]any{"data": data})
 	require.NoError(t, err)
 	p := startProvider(t)
 	_, err = p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": objects}, tokenAudiences: []string{"vault"}})

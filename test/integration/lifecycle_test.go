@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -73,7 +74,7 @@ func startSlowProxy(t *testing.T, upstream string, delay time.Duration) *slowPro
 // TestShutdownFinishesInFlightMounts: on SIGTERM (context end) the provider
 // stops accepting, lets a running mount finish, and removes its socket.
 func TestShutdownFinishesInFlightMounts(t *testing.T) {
-	proxy := startSlowProxy(t, strings.TrimPrefix(env.vault.addr, "http://"), 1500*time.Millisecond)
+	proxy := startSlowProxy(t, strings.TrimPrefix(env.Vault.Addr, "http://"), 1500*time.Millisecond)
 	p := startProvider(t, "-vault-addr="+proxy.addr)
 	req := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}.request(t)
 
@@ -91,7 +92,7 @@ func TestShutdownFinishesInFlightMounts(t *testing.T) {
 }
 
 func TestHealthEndpoints(t *testing.T) {
-	port, err := freePort()
+	port, err := rig.FreePort()
 	require.NoError(t, err)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	p := startProvider(t, "-health-addr="+addr)
@@ -129,7 +130,7 @@ func TestBinary(t *testing.T) {
 	assert.Contains(t, string(out), "-cache-size")
 
 	socket := filepath.Join(dir, "vault.sock")
-	cmd := exec.Command(bin, "-endpoint="+socket, "-health-addr=", "-vault-addr="+env.vault.addr, "-kubeconfig="+env.kube.adminKubeconfig)
+	cmd := exec.Command(bin, "-endpoint="+socket, "-health-addr=", "-vault-addr="+env.Vault.Addr, "-kubeconfig="+env.Kube.AdminKubeconfig)
 	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
 	var logs strings.Builder
 	cmd.Stderr = &logs

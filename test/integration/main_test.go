@@ -1,6 +1,6 @@
 // Package integration tests the provider end to end against a real Vault dev
-// server and a real kube-apiserver on a real etcd, built by
-// test/tools/build.sh. The provider runs in-process (app.Run, with its real
+// server and a real kube-apiserver on a real etcd (test/rig, built by
+// test/tools/build.sh). The provider runs in-process (app.Run, with its real
 // flags) and is called through a real gRPC client on a unix socket; its
 // files are written by the driver's own writer.
 package integration
@@ -9,78 +9,62 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
 // env is shared by every test: the components start once.
-var env struct {
-	dir   string
-	kube  *apiServer
-	vault *vaultServer
-	// reviewerJWT lets Vault call TokenReview.
-	reviewerJWT string
-}
+var env *rig.Rig
 
-func binDir() string {
-	if d := os.Getenv("VCP_TEST_BIN"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "vcp-test", "bin")
-}
+// Names from the rig's standard set-up.
+const (
+	appNamespace        = rig.AppNamespace
+	appServiceAccount   = rig.AppServiceAccount
+	otherServiceAccount = rig.OtherServiceAccount
+	providerNamespace   = rig.ProviderNamespace
+	kubeRole            = rig.KubeRole
+	customAudRole       = rig.CustomAudRole
+	customAudience      = rig.CustomAudience
+	jwtRole             = rig.JWTRole
+	shortTTLRole        = rig.ShortTTLRole
+	plantedPassword     = rig.PlantedPassword
+	oldPassword         = rig.OldPassword
+	legacyPassword      = rig.LegacyPassword
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	bins := binDir()
-	for _, b := range []string{"vault", "kube-apiserver", "etcd", "plugins/kubernetes"} {
-		if _, err := os.Stat(filepath.Join(bins, b)); err != nil {
-			msg := fmt.Sprintf("integration tests need %s: run test/tools/build.sh (or make test-deps) to build Vault and the kube-apiserver", filepath.Join(bins, b))
-			if os.Getenv("CI") != "" {
-				fmt.Fprintln(os.Stderr, "FAIL:", msg)
-				return 1
-			}
-			fmt.Fprintln(os.Stderr, "SKIP:", msg)
-			return 0
+	if missing := rig.Missing(); missing != "" {
+		msg := fmt.Sprintf("integration tests need %s: run make test-deps (test/tools/build.sh) to build Vault and the kube-apiserver", missing)
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "FAIL:", msg)
+			return 1
 		}
+		fmt.Fprintln(os.Stderr, "SKIP:", msg)
+		return 0
 	}
 	dir, err := os.MkdirTemp("", "vcp-it-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env.dir = dir
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	env, err = rig.Start(ctx, dir)
 	defer func() {
-		env.vault.stop()
-		env.kube.stop()
+		env.Stop()
 		if os.Getenv("VCP_KEEP_TEST_DIR") == "" {
 			os.RemoveAll(dir)
 		}
 	}()
-
-	start := time.Now()
-	kubeReady := make(chan error, 1)
-	go func() {
-		var err error
-		env.kube, err = startAPIServer(dir, bins)
-		kubeReady <- err
-	}()
-	if env.vault, err = startVault(dir, bins, "vault"); err != nil {
-		fmt.Fprintln(os.Stderr, "vault:", err)
-		return 1
-	}
-	if err := <-kubeReady; err != nil {
-		fmt.Fprintln(os.Stderr, "kube-apiserver:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := bootstrap(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "bootstrap:", err)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "integration: etcd, kube-apiserver and vault ready in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), dir)

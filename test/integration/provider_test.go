@@ -15,14 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/secrets-store-csi-driver/pkg/util/fileutil"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/app"
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
 // syncBuffer collects the provider's log output.
@@ -62,8 +59,8 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 	args := append([]string{
 		"-endpoint=" + socket,
 		"-health-addr=",
-		"-kubeconfig=" + env.kube.adminKubeconfig,
-		"-vault-addr=" + env.vault.addr,
+		"-kubeconfig=" + env.Kube.AdminKubeconfig,
+		"-vault-addr=" + env.Vault.Addr,
 		"-log-level=debug",
 		"-hmac-secret-name=" + dnsName("hmac-"+t.Name()),
 	}, extra...)
@@ -117,43 +114,16 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 	}
 }
 
-// testPod is a real Pod object in the apiserver (no kubelet runs it).
-type testPod struct {
-	Name, Namespace, UID, ServiceAccount string
-}
-
-func createPod(t *testing.T, serviceAccount string) testPod {
+func createPod(t *testing.T, serviceAccount string) rig.Pod {
 	t.Helper()
-	no := false
-	pod, err := env.kube.adminClient.CoreV1().Pods(appNamespace).Create(context.Background(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: dnsName(t.Name()) + "-"},
-		Spec: corev1.PodSpec{
-			ServiceAccountName:           serviceAccount,
-			AutomountServiceAccountToken: &no,
-			Containers:                   []corev1.Container{{Name: "app", Image: "busybox"}},
-		},
-	}, metav1.CreateOptions{})
+	pod, err := env.CreatePod(context.Background(), dnsName(t.Name()), serviceAccount, "")
 	require.NoError(t, err)
-	return testPod{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), ServiceAccount: serviceAccount}
-}
-
-// kubeletToken requests a token the way the kubelet does for the driver:
-// bound to the pod, for one audience.
-func kubeletToken(t *testing.T, pod testPod, audience string) (string, time.Time) {
-	t.Helper()
-	ten := int64(600)
-	tr, err := env.kube.adminClient.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(context.Background(), pod.ServiceAccount,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-			Audiences: []string{audience}, ExpirationSeconds: &ten,
-			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: types.UID(pod.UID)},
-		}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time
+	return pod
 }
 
 // mountCall is one MountRequest as the driver builds it.
 type mountCall struct {
-	pod    testPod
+	pod    rig.Pod
 	params map[string]string
 	// tokenAudiences are the audiences the CSIDriver requests tokens for.
 	tokenAudiences []string
@@ -165,36 +135,15 @@ type mountCall struct {
 
 func (c mountCall) request(t *testing.T) *v1alpha1.MountRequest {
 	t.Helper()
-	attrs := map[string]string{
-		"secretProviderClass":                    "test-class",
-		"csi.storage.k8s.io/pod.name":            c.pod.Name,
-		"csi.storage.k8s.io/pod.namespace":       c.pod.Namespace,
-		"csi.storage.k8s.io/pod.uid":             c.pod.UID,
-		"csi.storage.k8s.io/serviceAccount.name": c.pod.ServiceAccount,
-		"csi.storage.k8s.io/ephemeral":           "true",
+	tokens := map[string]rig.Token{}
+	for _, aud := range c.tokenAudiences {
+		tok, err := env.KubeletToken(context.Background(), c.pod, aud)
+		require.NoError(t, err)
+		tokens[aud] = tok
 	}
-	for k, v := range c.params {
-		attrs[k] = v
-	}
-	secrets := "null"
-	if len(c.tokenAudiences) > 0 {
-		tokens := map[string]map[string]string{}
-		for _, aud := range c.tokenAudiences {
-			tok, exp := kubeletToken(t, c.pod, aud)
-			tokens[aud] = map[string]string{"token": tok, "expirationTimestamp": exp.Format(time.RFC3339)}
-		}
-		raw := mustJSON(t, tokens)
-		if c.tokensInSecrets {
-			secrets = mustJSON(t, map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": raw})
-		} else {
-			attrs["csi.storage.k8s.io/serviceAccount.tokens"] = raw
-		}
-	}
-	perm := c.permission
-	if perm == "" {
-		perm = "420"
-	}
-	return &v1alpha1.MountRequest{Attributes: mustJSON(t, attrs), Secrets: secrets, Permission: perm, TargetPath: "/unused"}
+	req, err := rig.MountRequest(c.pod, c.params, tokens, c.tokensInSecrets, c.permission)
+	require.NoError(t, err)
+	return req
 }
 
 func (p *runningProvider) mount(t *testing.T, c mountCall) (*v1alpha1.MountResponse, error) {

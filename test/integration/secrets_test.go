@@ -63,7 +63,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	errs = append(errs, err.Error())
 	planted = append(planted, "planted-token-in-bad-json")
 
-	key, err := env.kube.adminClient.CoreV1().Secrets(providerNamespace).Get(context.Background(), hmacName, metav1.GetOptions{})
+	key, err := env.Kube.AdminClient.CoreV1().Secrets(providerNamespace).Get(context.Background(), hmacName, metav1.GetOptions{})
 	require.NoError(t, err)
 	k := key.Data["key"]
 	planted = append(planted, string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k))

@@ -1,10 +1,7 @@
 package integration
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,24 +14,8 @@ import (
 // vaultRequests counts the requests to path in Vault's own audit log.
 func vaultRequests(t *testing.T, path string) int {
 	t.Helper()
-	f, err := os.Open(auditLog())
+	n, err := env.AuditRequests(path)
 	require.NoError(t, err)
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var e struct {
-			Type    string `json:"type"`
-			Request struct {
-				Path string `json:"path"`
-			} `json:"request"`
-		}
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "request" && e.Request.Path == path {
-			n++
-		}
-	}
-	require.NoError(t, sc.Err())
 	return n
 }
 
@@ -79,7 +60,7 @@ func TestReloginAfterTokenRevoked(t *testing.T) {
 	_, err := p.mount(t, call)
 	require.NoError(t, err)
 
-	_, err = env.vault.root.Logical().Write("sys/leases/revoke-prefix/auth/kubernetes/login", nil)
+	_, err = env.Vault.Root.Logical().Write("sys/leases/revoke-prefix/auth/kubernetes/login", nil)
 	require.NoError(t, err)
 
 	_, err = p.mount(t, call)

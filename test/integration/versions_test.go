@@ -19,7 +19,7 @@ const versionObjects = `
 
 func writeVersioned(t *testing.T, user, pass string) {
 	t.Helper()
-	_, err := env.vault.root.Logical().Write("secret/data/versioned", map[string]any{"data": map[string]any{"user": user, "pass": pass}})
+	_, err := env.Vault.Root.Logical().Write("secret/data/versioned", map[string]any{"data": map[string]any{"user": user, "pass": pass}})
 	require.NoError(t, err)
 }
 
@@ -41,7 +41,7 @@ func TestVersionsStable(t *testing.T) {
 	require.Len(t, v1, 3)
 	assert.Equal(t, v1, mountVersions(first), "same secret, same versions (whole-response object included, despite its new request_id)")
 
-	secret, err := env.kube.adminClient.CoreV1().Secrets(providerNamespace).Get(context.Background(), "vcp-versions-key", metav1.GetOptions{})
+	secret, err := env.Kube.AdminClient.CoreV1().Secrets(providerNamespace).Get(context.Background(), "vcp-versions-key", metav1.GetOptions{})
 	require.NoError(t, err, "the provider created its HMAC key Secret")
 	assert.Len(t, secret.Data["key"], 32)
 
@@ -55,7 +55,7 @@ func TestVersionsStable(t *testing.T) {
 	assert.NotEqual(t, v1["pass"], v2["pass"], "changed value gets a new version")
 	assert.NotEqual(t, v1["whole"], v2["whole"])
 
-	require.NoError(t, env.kube.adminClient.CoreV1().Secrets(providerNamespace).Delete(context.Background(), "vcp-versions-key", metav1.DeleteOptions{}))
+	require.NoError(t, env.Kube.AdminClient.CoreV1().Secrets(providerNamespace).Delete(context.Background(), "vcp-versions-key", metav1.DeleteOptions{}))
 	third := startProvider(t, hmac)
 	assert.NotEqual(t, v2["user"], mountVersions(third)["user"], "a new HMAC key gives new versions")
 }

@@ -7,6 +7,7 @@ go 1.26
 tool (
 	github.com/hashicorp/vault
 	github.com/hashicorp/vault-plugin-auth-kubernetes/cmd/vault-plugin-auth-kubernetes
+	github.com/hashicorp/vault/plugins/database/postgresql/postgresql-database-plugin
 )
 
 require (

@@ -1,4 +1,4 @@
-package integration
+package rig
 
 import (
 	"crypto/ecdsa"
@@ -21,7 +21,7 @@ import (
 type testPKI struct {
 	caCert *x509.Certificate
 	caKey  *ecdsa.PrivateKey
-	caPEM  []byte
+	CAPEM  []byte
 }
 
 func newPKI() (*testPKI, error) {
@@ -46,7 +46,7 @@ func newPKI() (*testPKI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &testPKI{caCert: cert, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+	return &testPKI{caCert: cert, caKey: key, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
 // issue writes cert and key PEM files for a serving (server) or client certificate.

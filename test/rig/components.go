@@ -1,4 +1,4 @@
-package integration
+package rig
 
 import (
 	"context"
@@ -77,8 +77,8 @@ func (p *process) tail() string {
 	return string(b)
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
+// FreePort asks the kernel for a free loopback port.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -105,28 +105,28 @@ func waitFor(p *process, timeout time.Duration, ready func() error) error {
 
 // ---- etcd and kube-apiserver ----
 
-// apiServer is a real kube-apiserver on a real etcd.
-type apiServer struct {
+// APIServer is a real kube-apiserver on a real etcd.
+type APIServer struct {
 	etcd, apiserver *process
-	url             string
-	issuer          string
-	pki             *testPKI
-	admin           *rest.Config
-	adminClient     kubernetes.Interface
-	adminKubeconfig string
-	// noRightsKubeconfig authenticates a user with no RBAC permissions.
-	noRightsKubeconfig string
+	URL             string
+	Issuer          string
+	PKI             *testPKI
+	Admin           *rest.Config
+	AdminClient     kubernetes.Interface
+	AdminKubeconfig string
+	// NoRightsKubeconfig authenticates a user with no RBAC permissions.
+	NoRightsKubeconfig string
 }
 
 const saIssuer = "https://kubernetes.default.svc.cluster.local"
 
-func startAPIServer(dir, binDir string) (*apiServer, error) {
-	s := &apiServer{issuer: saIssuer}
-	etcdPort, err := freePort()
+func StartAPIServer(dir, binDir string) (*APIServer, error) {
+	s := &APIServer{Issuer: saIssuer}
+	etcdPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := freePort()
+	peerPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -146,14 +146,14 @@ func startAPIServer(dir, binDir string) (*apiServer, error) {
 	}
 	go func() { <-s.etcd.done; os.RemoveAll(dataDir) }()
 
-	if s.pki, err = newPKI(); err != nil {
+	if s.PKI, err = newPKI(); err != nil {
 		return s, err
 	}
 	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, s.pki.caPEM, 0o600); err != nil {
+	if err := os.WriteFile(caFile, s.PKI.CAPEM, 0o600); err != nil {
 		return s, err
 	}
-	servingCert, servingKey, err := s.pki.issue(dir, "apiserver", "127.0.0.1", nil, true)
+	servingCert, servingKey, err := s.PKI.issue(dir, "apiserver", "127.0.0.1", nil, true)
 	if err != nil {
 		return s, err
 	}
@@ -161,36 +161,36 @@ func startAPIServer(dir, binDir string) (*apiServer, error) {
 	if err != nil {
 		return s, err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return s, err
 	}
-	s.url = "https://127.0.0.1:" + strconv.Itoa(port)
+	s.URL = "https://127.0.0.1:" + strconv.Itoa(port)
 	s.apiserver, err = start("kube-apiserver", dir, filepath.Join(binDir, "kube-apiserver"),
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
 		"--tls-cert-file="+servingCert, "--tls-private-key-file="+servingKey, "--client-ca-file="+caFile,
-		"--service-account-issuer="+s.issuer, "--service-account-key-file="+saPub, "--service-account-signing-key-file="+saKey,
+		"--service-account-issuer="+s.Issuer, "--service-account-key-file="+saPub, "--service-account-signing-key-file="+saKey,
 		"--service-cluster-ip-range=10.96.0.0/24", "--authorization-mode=Node,RBAC",
 		"--endpoint-reconciler-type=none", "--cert-dir="+filepath.Join(dir, "apiserver-certs"))
 	if err != nil {
 		return s, err
 	}
 
-	if s.adminKubeconfig, err = s.kubeconfig(dir, "admin", "admin", []string{"system:masters"}); err != nil {
+	if s.AdminKubeconfig, err = s.kubeconfig(dir, "admin", "admin", []string{"system:masters"}); err != nil {
 		return s, err
 	}
-	if s.noRightsKubeconfig, err = s.kubeconfig(dir, "no-rights", "no-rights-provider", nil); err != nil {
+	if s.NoRightsKubeconfig, err = s.kubeconfig(dir, "no-rights", "no-rights-provider", nil); err != nil {
 		return s, err
 	}
-	if s.admin, err = clientcmd.BuildConfigFromFlags("", s.adminKubeconfig); err != nil {
+	if s.Admin, err = clientcmd.BuildConfigFromFlags("", s.AdminKubeconfig); err != nil {
 		return s, err
 	}
-	if s.adminClient, err = kubernetes.NewForConfig(s.admin); err != nil {
+	if s.AdminClient, err = kubernetes.NewForConfig(s.Admin); err != nil {
 		return s, err
 	}
 	err = waitFor(s.apiserver, 90*time.Second, func() error {
-		body, err := s.adminClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
+		body, err := s.AdminClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, body)
 		}
@@ -199,21 +199,21 @@ func startAPIServer(dir, binDir string) (*apiServer, error) {
 	return s, err
 }
 
-func (s *apiServer) kubeconfig(dir, name, cn string, orgs []string) (string, error) {
-	cert, key, err := s.pki.issue(dir, name, cn, orgs, false)
+func (s *APIServer) kubeconfig(dir, name, cn string, orgs []string) (string, error) {
+	cert, key, err := s.PKI.issue(dir, name, cn, orgs, false)
 	if err != nil {
 		return "", err
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: s.url, CertificateAuthorityData: s.pki.caPEM}
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: s.URL, CertificateAuthorityData: s.PKI.CAPEM}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: name, Namespace: providerNamespace}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: name, Namespace: ProviderNamespace}
 	cfg.CurrentContext = "test"
 	path := filepath.Join(dir, name+".kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
-func (s *apiServer) stop() {
+func (s *APIServer) Stop() {
 	if s == nil {
 		return
 	}
@@ -231,17 +231,17 @@ func tmpfsDir() string {
 
 // ---- Vault ----
 
-// vaultServer is a real Vault dev server.
-type vaultServer struct {
+// VaultServer is a real Vault dev server.
+type VaultServer struct {
 	proc *process
-	addr string
-	root *api.Client
+	Addr string
+	Root *api.Client
 }
 
 const rootToken = "root"
 
-func startVault(dir, binDir, name string) (*vaultServer, error) {
-	port, err := freePort()
+func StartVault(dir, binDir, name string) (*VaultServer, error) {
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ func startVault(dir, binDir, name string) (*vaultServer, error) {
 	if err := os.Link(target, filepath.Join(pluginDir, "kubernetes")); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("linking the kubernetes plugin: %w", err)
 	}
-	v := &vaultServer{addr: "http://127.0.0.1:" + strconv.Itoa(port)}
+	v := &VaultServer{Addr: "http://127.0.0.1:" + strconv.Itoa(port)}
 	v.proc, err = start(name, dir, filepath.Join(binDir, "vault"), "server", "-dev",
 		"-dev-root-token-id="+rootToken, "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
 		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
@@ -269,13 +269,13 @@ func startVault(dir, binDir, name string) (*vaultServer, error) {
 		return nil, err
 	}
 	cfg := api.DefaultConfig()
-	cfg.Address = v.addr
-	if v.root, err = api.NewClient(cfg); err != nil {
+	cfg.Address = v.Addr
+	if v.Root, err = api.NewClient(cfg); err != nil {
 		return v, err
 	}
-	v.root.SetToken(rootToken)
+	v.Root.SetToken(rootToken)
 	err = waitFor(v.proc, 60*time.Second, func() error {
-		resp, err := http.Get(v.addr + "/v1/sys/health")
+		resp, err := http.Get(v.Addr + "/v1/sys/health")
 		if err != nil {
 			return err
 		}
@@ -288,7 +288,7 @@ func startVault(dir, binDir, name string) (*vaultServer, error) {
 	return v, err
 }
 
-func (v *vaultServer) stop() {
+func (v *VaultServer) Stop() {
 	if v != nil {
 		v.proc.stop()
 	}

@@ -1,4 +1,4 @@
-package integration
+package rig
 
 import (
 	"context"
@@ -18,42 +18,42 @@ import (
 )
 
 const (
-	appNamespace      = "demo"
-	appServiceAccount = "app"
-	// otherServiceAccount is bound to no Vault role.
-	otherServiceAccount = "intruder"
-	providerNamespace   = "vault-csi"
-	reviewerNamespace   = "vault-system"
+	AppNamespace      = "demo"
+	AppServiceAccount = "app"
+	// OtherServiceAccount is bound to no Vault role.
+	OtherServiceAccount = "intruder"
+	ProviderNamespace   = "vault-csi"
+	ReviewerNamespace   = "vault-system"
 
-	kubeRole       = "app"
-	customAudRole  = "app-custom-audience"
-	customAudience = "custom-audience"
-	jwtRole        = "app-jwt"
-	shortTTLRole   = "app-short-ttl"
+	KubeRole       = "app"
+	CustomAudRole  = "app-custom-audience"
+	CustomAudience = "custom-audience"
+	JWTRole        = "app-jwt"
+	ShortTTLRole   = "app-short-ttl"
 
 	// Planted values: they must never show up in a log line or an error.
-	plantedPassword = "PLANTED-SECRET-VALUE-6f1c2a"
-	oldPassword     = "first-password-v1"
-	legacyPassword  = "kv1-legacy-password"
+	PlantedPassword = "PLANTED-SECRET-VALUE-6f1c2a"
+	OldPassword     = "first-password-v1"
+	LegacyPassword  = "kv1-legacy-password"
 )
 
 // bootstrap configures the cluster and Vault as an operator would.
-func bootstrap(ctx context.Context) error {
-	if err := bootstrapKube(ctx); err != nil {
+func (r *Rig) bootstrap(ctx context.Context) error {
+	if err := r.bootstrapKube(ctx); err != nil {
 		return fmt.Errorf("kubernetes: %w", err)
 	}
-	return bootstrapVault(ctx)
+	return r.bootstrapVault(ctx)
 }
 
-func bootstrapKube(ctx context.Context) error {
-	c := env.kube.adminClient
-	for _, ns := range []string{appNamespace, providerNamespace, reviewerNamespace} {
+func (r *Rig) bootstrapKube(ctx context.Context) error {
+	c := r.Kube.AdminClient
+	for _, ns := range []string{AppNamespace, ProviderNamespace, ReviewerNamespace} {
 		if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 	}
 	for _, sa := range []struct{ ns, name string }{
-		{appNamespace, appServiceAccount}, {appNamespace, otherServiceAccount}, {reviewerNamespace, "vault-reviewer"},
+		{AppNamespace, AppServiceAccount}, {AppNamespace, OtherServiceAccount}, {ReviewerNamespace, "vault-reviewer"},
 	} {
 		if _, err := c.CoreV1().ServiceAccounts(sa.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa.name}}, metav1.CreateOptions{}); err != nil {
 			return err
@@ -65,7 +65,7 @@ func bootstrapKube(ctx context.Context) error {
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "vault-reviewer-auth-delegator"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
-			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "vault-reviewer", Namespace: reviewerNamespace}},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "vault-reviewer", Namespace: ReviewerNamespace}},
 		},
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "oidc-discovery-unauthenticated"},
@@ -79,19 +79,19 @@ func bootstrapKube(ctx context.Context) error {
 		}
 	}
 	day := int64(24 * 3600)
-	tok, err := c.CoreV1().ServiceAccounts(reviewerNamespace).CreateToken(ctx, "vault-reviewer",
+	tok, err := c.CoreV1().ServiceAccounts(ReviewerNamespace).CreateToken(ctx, "vault-reviewer",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &day}}, metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}
-	env.reviewerJWT = tok.Status.Token
+	r.ReviewerJWT = tok.Status.Token
 	return nil
 }
 
 // jwksPEM fetches the apiserver's JWKS and returns its keys as PEM, the form
 // Vault's jwt_validation_pubkeys takes.
-func jwksPEM(ctx context.Context) ([]string, error) {
-	raw, err := env.kube.adminClient.Discovery().RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
+func (r *Rig) jwksPEM(ctx context.Context) ([]string, error) {
+	raw, err := r.Kube.AdminClient.Discovery().RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -113,9 +113,9 @@ func jwksPEM(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func bootstrapVault(ctx context.Context) error {
-	v := env.vault.root.Logical()
-	pubkeys, err := jwksPEM(ctx)
+func (r *Rig) bootstrapVault(ctx context.Context) error {
+	v := r.Vault.Root.Logical()
+	pubkeys, err := r.jwksPEM(ctx)
 	if err != nil {
 		return fmt.Errorf("jwks: %w", err)
 	}
@@ -123,7 +123,7 @@ func bootstrapVault(ctx context.Context) error {
 		path string
 		data map[string]any
 	}{
-		{"sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": auditLog()}}},
+		{"sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": r.AuditLog()}}},
 		{"sys/mounts/kv", map[string]any{"type": "kv", "options": map[string]any{"version": "1"}}},
 		{"sys/mounts/pki", map[string]any{"type": "pki", "config": map[string]any{"max_lease_ttl": "87600h"}}},
 		{"pki/root/generate/internal", map[string]any{"common_name": "vcp-test-root", "ttl": "87600h"}},
@@ -135,34 +135,34 @@ path "pki/issue/web" { capabilities = ["update"] }
 `}},
 		{"sys/auth/kubernetes", map[string]any{"type": "kubernetes"}},
 		{"auth/kubernetes/config", map[string]any{
-			"kubernetes_host": env.kube.url, "kubernetes_ca_cert": string(env.kube.pki.caPEM), "token_reviewer_jwt": env.reviewerJWT,
+			"kubernetes_host": r.Kube.URL, "kubernetes_ca_cert": string(r.Kube.PKI.CAPEM), "token_reviewer_jwt": r.ReviewerJWT,
 		}},
-		{"auth/kubernetes/role/" + kubeRole, map[string]any{
-			"bound_service_account_names": appServiceAccount, "bound_service_account_namespaces": appNamespace,
+		{"auth/kubernetes/role/" + KubeRole, map[string]any{
+			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
 			"audience": "vault", "token_policies": "app", "token_ttl": "1h",
 		}},
-		{"auth/kubernetes/role/" + customAudRole, map[string]any{
-			"bound_service_account_names": appServiceAccount, "bound_service_account_namespaces": appNamespace,
-			"audience": customAudience, "token_policies": "app", "token_ttl": "1h",
+		{"auth/kubernetes/role/" + CustomAudRole, map[string]any{
+			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
+			"audience": CustomAudience, "token_policies": "app", "token_ttl": "1h",
 		}},
-		{"auth/kubernetes/role/" + shortTTLRole, map[string]any{
-			"bound_service_account_names": appServiceAccount, "bound_service_account_namespaces": appNamespace,
+		{"auth/kubernetes/role/" + ShortTTLRole, map[string]any{
+			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
 			"audience": "vault", "token_policies": "app", "token_ttl": "3s", "token_max_ttl": "3s",
 		}},
 		{"sys/auth/jwt", map[string]any{"type": "jwt"}},
-		{"auth/jwt/config", map[string]any{"jwt_validation_pubkeys": pubkeys, "bound_issuer": env.kube.issuer}},
-		{"auth/jwt/role/" + jwtRole, map[string]any{
+		{"auth/jwt/config", map[string]any{"jwt_validation_pubkeys": pubkeys, "bound_issuer": r.Kube.Issuer}},
+		{"auth/jwt/role/" + JWTRole, map[string]any{
 			"role_type": "jwt", "bound_audiences": "vault", "user_claim": "sub",
-			"bound_subject":  "system:serviceaccount:" + appNamespace + ":" + appServiceAccount,
+			"bound_subject":  "system:serviceaccount:" + AppNamespace + ":" + AppServiceAccount,
 			"token_policies": "app", "token_ttl": "1h",
 		}},
-		{"secret/data/app", map[string]any{"data": map[string]any{"username": "demo-user", "password": oldPassword}}},
+		{"secret/data/app", map[string]any{"data": map[string]any{"username": "demo-user", "password": OldPassword}}},
 		{"secret/data/app", map[string]any{"data": map[string]any{
-			"username": "demo-user", "password": plantedPassword,
+			"username": "demo-user", "password": PlantedPassword,
 			"blob": base64.StdEncoding.EncodeToString([]byte("binary\x00bytes")), "hexval": hex.EncodeToString([]byte("hex-decoded")),
 			"port": 5432,
 		}}},
-		{"kv/legacy", map[string]any{"password": legacyPassword}},
+		{"kv/legacy", map[string]any{"password": LegacyPassword}},
 	}
 	for _, s := range steps {
 		if _, err := v.WriteWithContext(ctx, s.path, s.data); err != nil {
@@ -172,4 +172,5 @@ path "pki/issue/web" { capabilities = ["update"] }
 	return nil
 }
 
-func auditLog() string { return filepath.Join(env.dir, "vault-audit.log") }
+// AuditLog is the file Vault writes its audit device to.
+func (r *Rig) AuditLog() string { return filepath.Join(r.Dir, "vault-audit.log") }

@@ -1,0 +1,202 @@
+// Package rig runs the real components the integration tests and the
+// benchmark need — etcd, a kube-apiserver and Vault dev servers on
+// 127.0.0.1, built by test/tools/build.sh — configures them as an operator
+// would, and builds MountRequests the way the driver and the kubelet do.
+package rig
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+// Rig is a running set of components.
+type Rig struct {
+	Dir   string
+	Kube  *APIServer
+	Vault *VaultServer
+	// ReviewerJWT lets Vault call TokenReview.
+	ReviewerJWT string
+}
+
+// BinDir is where build.sh links the components (VCP_TEST_BIN, default ~/.cache/vcp-test/bin).
+func BinDir() string {
+	if d := os.Getenv("VCP_TEST_BIN"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "vcp-test", "bin")
+}
+
+// Missing names the first component build.sh has not built, or "".
+func Missing() string {
+	for _, b := range []string{"vault", "kube-apiserver", "etcd", "plugins/kubernetes"} {
+		if _, err := os.Stat(filepath.Join(BinDir(), b)); err != nil {
+			return filepath.Join(BinDir(), b)
+		}
+	}
+	return ""
+}
+
+// Start starts etcd, the kube-apiserver and Vault in dir and configures them.
+func Start(ctx context.Context, dir string) (*Rig, error) {
+	r := &Rig{Dir: dir}
+	kubeReady := make(chan error, 1)
+	go func() {
+		var err error
+		r.Kube, err = StartAPIServer(dir, BinDir())
+		kubeReady <- err
+	}()
+	var err error
+	r.Vault, err = StartVault(dir, BinDir(), "vault")
+	if kerr := <-kubeReady; kerr != nil {
+		return r, fmt.Errorf("kube-apiserver: %w", kerr)
+	}
+	if err != nil {
+		return r, fmt.Errorf("vault: %w", err)
+	}
+	if err := r.bootstrap(ctx); err != nil {
+		return r, fmt.Errorf("bootstrap: %w", err)
+	}
+	return r, nil
+}
+
+// Stop stops every component.
+func (r *Rig) Stop() {
+	if r == nil {
+		return
+	}
+	r.Vault.Stop()
+	r.Kube.Stop()
+}
+
+// Pod is a real Pod object in the apiserver; no kubelet runs it.
+type Pod struct {
+	Name, Namespace, UID, ServiceAccount string
+}
+
+// CreatePod creates a pod named prefix-<random> for serviceAccount in the
+// app namespace, on nodeName when it is set.
+func (r *Rig) CreatePod(ctx context.Context, prefix, serviceAccount, nodeName string) (Pod, error) {
+	no := false
+	pod, err := r.Kube.AdminClient.CoreV1().Pods(AppNamespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
+		Spec: corev1.PodSpec{
+			NodeName:                     nodeName,
+			ServiceAccountName:           serviceAccount,
+			AutomountServiceAccountToken: &no,
+			Containers:                   []corev1.Container{{Name: "app", Image: "busybox"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return Pod{}, err
+	}
+	return Pod{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), ServiceAccount: serviceAccount}, nil
+}
+
+// DeletePod removes the pod at once (no kubelet would confirm a graceful delete).
+func (r *Rig) DeletePod(ctx context.Context, pod Pod) error {
+	zero := int64(0)
+	return r.Kube.AdminClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+}
+
+// Token is a service-account token as the kubelet hands it to the driver.
+type Token struct {
+	Token               string `json:"token"`
+	ExpirationTimestamp string `json:"expirationTimestamp"`
+}
+
+// KubeletToken requests a token the way the kubelet does for the driver:
+// bound to the pod, for one audience.
+func (r *Rig) KubeletToken(ctx context.Context, pod Pod, audience string) (Token, error) {
+	ten := int64(600)
+	tr, err := r.Kube.AdminClient.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, pod.ServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences: []string{audience}, ExpirationSeconds: &ten,
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: types.UID(pod.UID)},
+		}}, metav1.CreateOptions{})
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{Token: tr.Status.Token, ExpirationTimestamp: tr.Status.ExpirationTimestamp.Format(time.RFC3339)}, nil
+}
+
+// MountRequest builds the request the driver sends for pod with the class's
+// params and the tokens the kubelet requested (by audience). With
+// inSecrets the tokens travel in the secrets field (driver v1.6 on
+// Kubernetes 1.35+).
+func MountRequest(pod Pod, params map[string]string, tokens map[string]Token, inSecrets bool, permission string) (*v1alpha1.MountRequest, error) {
+	attrs := map[string]string{
+		"secretProviderClass":                    "test-class",
+		"csi.storage.k8s.io/pod.name":            pod.Name,
+		"csi.storage.k8s.io/pod.namespace":       pod.Namespace,
+		"csi.storage.k8s.io/pod.uid":             pod.UID,
+		"csi.storage.k8s.io/serviceAccount.name": pod.ServiceAccount,
+		"csi.storage.k8s.io/ephemeral":           "true",
+	}
+	for k, v := range params {
+		attrs[k] = v
+	}
+	secrets := "null"
+	if len(tokens) > 0 {
+		raw, err := json.Marshal(tokens)
+		if err != nil {
+			return nil, err
+		}
+		if inSecrets {
+			b, err := json.Marshal(map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": string(raw)})
+			if err != nil {
+				return nil, err
+			}
+			secrets = string(b)
+		} else {
+			attrs["csi.storage.k8s.io/serviceAccount.tokens"] = string(raw)
+		}
+	}
+	if permission == "" {
+		permission = "420"
+	}
+	a, err := json.Marshal(attrs)
+	if err != nil {
+		return nil, err
+	}
+	return &v1alpha1.MountRequest{Attributes: string(a), Secrets: secrets, Permission: permission, TargetPath: "/unused"}, nil
+}
+
+// AuditRequests counts the requests to path in Vault's own audit log.
+func (r *Rig) AuditRequests(path string) (int, error) {
+	return countAudit(r.AuditLog(), func(typ, p string) bool { return typ == "request" && p == path })
+}
+
+func countAudit(file string, match func(typ, path string) bool) (int, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct {
+			Type    string `json:"type"`
+			Request struct {
+				Path string `json:"path"`
+			} `json:"request"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && match(e.Type, e.Request.Path) {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
