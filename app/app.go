@@ -13,10 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/health"
 	"github.com/vaultcsi/vault-csi-provider/kube"
+	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/provider"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
@@ -29,8 +32,8 @@ const (
 	mountTimeout = 90 * time.Second
 	// drainTimeout is how long in-flight mounts may take after SIGTERM.
 	drainTimeout = 30 * time.Second
-	// readConcurrency bounds parallel Vault reads within one mount.
-	readConcurrency = 8
+	// leaseCacheFactor: leased responses kept per cached token.
+	leaseCacheFactor = 8
 )
 
 // Run starts the provider with args and serves until ctx ends; then it
@@ -61,15 +64,24 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
+	var leases *lease.Cache
+	if proc.CacheSize > 0 {
+		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseMinRemaining)
+	}
+	if err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods")); err != nil {
+		return err
+	}
 	srv := &provider.Server{
 		Mounter: &provider.Mounter{
 			Defaults:        proc.Vault,
 			Clients:         vault.NewClients(proc.VaultTimeout),
-			Sessions:        auth.NewSessions(proc.CacheSize, proc.VaultTimeout),
+			Sessions:        sessions,
 			Tokens:          auth.TokenSource{Kube: kubeClient},
 			Keys:            keys,
+			Leases:          leases,
 			Log:             log.With("component", "mount"),
-			ReadConcurrency: readConcurrency,
+			ReadConcurrency: proc.ReadConcurrency,
 		},
 		Log:          log.With("component", "server"),
 		BuildVersion: Version,
@@ -87,6 +99,34 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer func() { stopHealth(); <-stopped }()
 	}
 	return provider.Serve(ctx, proc.Endpoint, srv, &ready, drainTimeout)
+}
+
+// watchPods revokes the Vault tokens (and so the leases) of this node's pods
+// when they are deleted.
+func watchPods(ctx context.Context, proc config.Process, client kubernetes.Interface, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) error {
+	switch {
+	case proc.NodeName == "":
+		log.Warn("no -node-name (NODE_NAME): Vault tokens and leases of deleted pods are left to expire instead of being revoked")
+		return nil
+	case client == nil:
+		log.Warn("no Kubernetes access: Vault tokens and leases of deleted pods are left to expire instead of being revoked")
+		return nil
+	}
+	gone := func(uid string) {
+		revokeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), proc.VaultTimeout)
+		defer cancel()
+		n, err := sessions.RevokePod(revokeCtx, uid)
+		if leases != nil {
+			leases.ForgetPod(uid)
+		}
+		switch {
+		case err != nil:
+			log.Warn("revoking the Vault tokens of a deleted pod failed; they expire with their TTL", "pod_uid", uid, "error", err)
+		case n > 0:
+			log.Info("revoked the Vault tokens and leases of a deleted pod", "pod_uid", uid, "tokens", n)
+		}
+	}
+	return kube.WatchPodDeletions(ctx, client, proc.NodeName, gone, log)
 }
 
 func newLogger(proc config.Process, w io.Writer) *slog.Logger {

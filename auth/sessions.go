@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 
@@ -24,7 +25,8 @@ type Identity struct {
 	Pod      Pod
 }
 
-func (id Identity) key() string {
+// Key identifies the identity in caches: a hash, no token, no secret.
+func (id Identity) Key() string {
 	h := sha256.New()
 	for _, f := range []string{
 		id.Vault.Address, id.Vault.Namespace, id.Vault.AuthMount, id.Vault.CACert, id.Vault.CADirectory,
@@ -49,53 +51,74 @@ type LoginFunc func(ctx context.Context) (vault.Session, error)
 
 // Sessions caches Vault tokens per Identity.
 //
-// Contract: safe for concurrent use. Get returns a cached session while it has
-// more than a fifth of its TTL left; otherwise it logs in, and concurrent Gets
-// for the same identity share that one login. At most size sessions are kept
-// (least recently used go first); size 0 keeps none, so every Get logs in.
-// Forget drops a session Vault no longer accepts.
+// Contract: safe for concurrent use. Get returns a cached token while more
+// than half of its TTL is left. Past that, a renewable token is renewed
+// (auth/token/renew-self) and kept if Vault grants at least half its TTL
+// again; a token that cannot be renewed is used until a fifth of its TTL is
+// left. Otherwise Get logs in, and concurrent Gets for one identity share
+// that one login or renewal. At most size sessions are kept (least recently
+// used go first; they are left to expire, not revoked, since their pod may
+// still use the leases they hold); size 0 keeps none, so every Get logs in.
+// Forget drops a token Vault no longer accepts; RevokePod revokes the tokens
+// of a pod that is gone, and with them every lease they created.
 type Sessions struct {
-	mu    sync.Mutex // guards cache (the LRU locks too; this keeps check-then-add atomic)
-	cache *lru.Cache[string, cachedSession]
+	mu    sync.Mutex // guards cache (the LRU locks too; this keeps check-then-act atomic)
+	cache *lru.Cache[string, *cachedSession]
 	group singleflight.Group
 	now   func() time.Time
 	// LoginTimeout bounds a shared login, which outlives any one caller's context.
 	LoginTimeout time.Duration
+	// Renew and Revoke talk to Vault; tests may replace them.
+	Renew  func(context.Context, vault.Session) (time.Duration, error)
+	Revoke func(context.Context, vault.Session) error
 }
 
 type cachedSession struct {
-	session     vault.Session
-	usableUntil time.Time // zero: no expiry
+	session vault.Session
+	pod     string
+	expires time.Time // zero: no expiry
+}
+
+// left is the part of the token's TTL still ahead, as a fraction.
+func (cs *cachedSession) left(now time.Time) float64 {
+	if cs.expires.IsZero() || cs.session.TTL <= 0 {
+		return 1
+	}
+	return float64(cs.expires.Sub(now)) / float64(cs.session.TTL)
 }
 
 // NewSessions returns a cache of at most size sessions.
 func NewSessions(size int, loginTimeout time.Duration) *Sessions {
-	s := &Sessions{now: time.Now, LoginTimeout: loginTimeout}
+	s := &Sessions{now: time.Now, LoginTimeout: loginTimeout, Renew: vault.RenewSelf, Revoke: vault.RevokeSelf}
 	if size > 0 {
-		s.cache, _ = lru.New[string, cachedSession](size) // fails only for size <= 0
+		s.cache, _ = lru.New[string, *cachedSession](size) // fails only for size <= 0
 	}
 	return s
 }
 
-// Get returns a usable session for id, logging in with login when needed.
+// Get returns a usable session for id, renewing or logging in when needed.
 // fresh reports whether this call's result came from a new login.
 func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (session vault.Session, fresh bool, err error) {
-	key := id.key()
-	if cs, ok := s.lookup(key); ok {
+	key := id.Key()
+	if cs, ok := s.lookup(key); ok && cs.left(s.now()) > 0.5 {
 		return cs.session, false, nil
 	}
+	type result struct {
+		session vault.Session
+		fresh   bool
+	}
 	ch := s.group.DoChan(key, func() (any, error) {
-		if cs, ok := s.lookup(key); ok { // another caller logged in meanwhile
-			return cs.session, nil
-		}
-		loginCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.LoginTimeout)
+		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.LoginTimeout)
 		defer cancel()
-		sess, err := login(loginCtx)
-		if err != nil {
-			return vault.Session{}, err
+		if sess, ok := s.keepAlive(opCtx, key); ok {
+			return result{sess, false}, nil
 		}
-		s.store(key, sess)
-		return sess, nil
+		sess, err := login(opCtx)
+		if err != nil {
+			return nil, err
+		}
+		s.store(key, id.Pod.UID, sess)
+		return result{sess, true}, nil
 	})
 	select {
 	case <-ctx.Done():
@@ -104,8 +127,57 @@ func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (sessi
 		if r.Err != nil {
 			return vault.Session{}, false, r.Err
 		}
-		return r.Val.(vault.Session), true, nil
+		res := r.Val.(result)
+		return res.session, res.fresh, nil
 	}
+}
+
+// keepAlive returns the cached session if it is still good, renewing it
+// when it is renewable and past half its TTL.
+func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bool) {
+	cs, ok := s.lookup(key)
+	if !ok {
+		return vault.Session{}, false
+	}
+	left := cs.left(s.now())
+	switch {
+	case left > 0.5:
+		return cs.session, true
+	case cs.session.Renewable && left > 0:
+		ttl, err := s.Renew(ctx, cs.session)
+		if err == nil && ttl >= cs.session.TTL/2 {
+			s.mu.Lock()
+			cs.expires = s.now().Add(ttl)
+			s.mu.Unlock()
+			return cs.session, true
+		}
+	case left > 0.2:
+		return cs.session, true
+	}
+	return vault.Session{}, false
+}
+
+// RevokePod revokes and drops every session of the pod with uid.
+func (s *Sessions) RevokePod(ctx context.Context, uid string) (int, error) {
+	if s.cache == nil {
+		return 0, nil
+	}
+	var gone []vault.Session
+	s.mu.Lock()
+	for _, k := range s.cache.Keys() {
+		if cs, ok := s.cache.Peek(k); ok && cs.pod == uid {
+			s.cache.Remove(k)
+			gone = append(gone, cs.session)
+		}
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, sess := range gone {
+		if err := s.Revoke(ctx, sess); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(gone), errors.Join(errs...)
 }
 
 // Forget drops the session of id, so that the next Get logs in again.
@@ -115,7 +187,7 @@ func (s *Sessions) Forget(id Identity) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cache.Remove(id.key())
+	s.cache.Remove(id.Key())
 }
 
 // Len is the number of cached sessions.
@@ -126,30 +198,27 @@ func (s *Sessions) Len() int {
 	return s.cache.Len()
 }
 
-func (s *Sessions) lookup(key string) (cachedSession, bool) {
+func (s *Sessions) lookup(key string) (*cachedSession, bool) {
 	if s.cache == nil {
-		return cachedSession{}, false
+		return nil, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cs, ok := s.cache.Get(key)
-	if !ok {
-		return cachedSession{}, false
-	}
-	if !cs.usableUntil.IsZero() && !s.now().Before(cs.usableUntil) {
+	if ok && cs.left(s.now()) <= 0 {
 		s.cache.Remove(key)
-		return cachedSession{}, false
+		return nil, false
 	}
-	return cs, true
+	return cs, ok
 }
 
-func (s *Sessions) store(key string, sess vault.Session) {
+func (s *Sessions) store(key, pod string, sess vault.Session) {
 	if s.cache == nil {
 		return
 	}
-	cs := cachedSession{session: sess}
+	cs := &cachedSession{session: sess, pod: pod}
 	if sess.TTL > 0 {
-		cs.usableUntil = s.now().Add(sess.TTL * 4 / 5)
+		cs.expires = s.now().Add(sess.TTL)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

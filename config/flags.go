@@ -21,6 +21,11 @@ type Process struct {
 	Kubeconfig     string
 	VaultTimeout   time.Duration
 	PrintVersion   bool
+	// NodeName is this node; pods on it are watched so that their tokens
+	// and leases are revoked when they are deleted.
+	NodeName          string
+	ReadConcurrency   int
+	LeaseMinRemaining float64
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -29,11 +34,13 @@ type Process struct {
 
 // Defaults of the process flags.
 const (
-	DefaultEndpoint       = "/var/run/secrets-store-csi-providers/vault.sock"
-	DefaultHealthAddr     = ":8080"
-	DefaultHMACSecretName = "vault-csi-provider-hmac-key"
-	DefaultCacheSize      = 1000
-	DefaultVaultTimeout   = 20 * time.Second
+	DefaultEndpoint          = "/var/run/secrets-store-csi-providers/vault.sock"
+	DefaultHealthAddr        = ":8080"
+	DefaultHMACSecretName    = "vault-csi-provider-hmac-key"
+	DefaultCacheSize         = 1000
+	DefaultVaultTimeout      = 20 * time.Second
+	DefaultReadConcurrency   = 8
+	DefaultLeaseMinRemaining = 0.33
 )
 
 // Parse reads the process flags. getenv supplies the VAULT_* fallbacks and
@@ -56,6 +63,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	fs.StringVar(&p.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig to use when running outside a cluster (default: $KUBECONFIG, else in-cluster config)")
 	fs.DurationVar(&p.VaultTimeout, "vault-timeout", DefaultVaultTimeout, "deadline of each call to Vault")
 	fs.BoolVar(&p.PrintVersion, "version", false, "print the version and exit")
+	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
+	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
+	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
 
 	fs.StringVar(&flagVault.Address, "vault-addr", "", "default Vault address (env "+EnvAddress+", default "+DefaultVaultAddress+")")
 	fs.StringVar(&flagVault.AuthMount, "vault-mount", "", "default Vault auth mount for login (default "+DefaultAuthMount+")")
@@ -90,6 +100,12 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	}
 	if p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second {
 		problems = append(problems, fmt.Errorf("-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout))
+	}
+	if p.ReadConcurrency < 1 {
+		problems = append(problems, fmt.Errorf("-read-concurrency: %d: use 1 or more", p.ReadConcurrency))
+	}
+	if p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1 {
+		problems = append(problems, fmt.Errorf("-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining))
 	}
 	if p.Endpoint == "" {
 		problems = append(problems, errors.New("-endpoint: empty: give the socket path, e.g. "+DefaultEndpoint))

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -41,7 +43,9 @@ type Mounter struct {
 	Sessions *auth.Sessions
 	Tokens   auth.TokenSource
 	Keys     KeySource
-	Log      *slog.Logger
+	// Leases keeps leased responses per pod and object; nil reads every time.
+	Leases *lease.Cache
+	Log    *slog.Logger
 	// ReadConcurrency bounds parallel reads within one mount.
 	ReadConcurrency int
 }
@@ -123,7 +127,7 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 	g.SetLimit(max(m.ReadConcurrency, 1))
 	for key, r := range unique {
 		g.Go(func() error {
-			body, err := vault.Do(gctx, sess.Client, r)
+			body, err := m.read(gctx, mt, sess, key, r)
 			if err != nil {
 				return explainRead(err, mt, r)
 			}
@@ -134,6 +138,22 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 		})
 	}
 	return bodies, g.Wait()
+}
+
+// read makes one request, or answers it from the lease cache.
+func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, r vault.Request) ([]byte, error) {
+	readNow := func(ctx context.Context) ([]byte, error) { return vault.Do(ctx, sess.Client, r) }
+	if m.Leases == nil {
+		return readNow(ctx)
+	}
+	renew := func(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
+		return vault.RenewLease(ctx, sess.Client, leaseID, increment)
+	}
+	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, mt.id.Key()+" "+key, renew, readNow)
+	if err == nil {
+		mt.log.Debug("vault request", "method", r.Method, "path", r.Path, "answer", outcome)
+	}
+	return body, err
 }
 
 // respond builds the files and versions from the bodies read.

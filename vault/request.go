@@ -102,3 +102,36 @@ func Do(ctx context.Context, client *api.Client, r Request) ([]byte, error) {
 
 // IsPermissionDenied reports whether err is Vault's 403.
 func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }
+
+// RenewSelf renews the session's token by its original TTL and returns the
+// TTL Vault granted (less than asked for when the token's max TTL is near).
+func RenewSelf(ctx context.Context, s Session) (time.Duration, error) {
+	secret, err := s.Client.Auth().Token().RenewSelfWithContext(ctx, int(s.TTL/time.Second))
+	if err != nil {
+		return 0, classify(ctx, "renew", http.MethodPut, "auth/token/renew-self", 0, err, "")
+	}
+	if secret == nil || secret.Auth == nil {
+		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: "auth/token/renew-self", Kind: ErrEmptyResponse, Detail: "the response has no auth"}
+	}
+	return time.Duration(secret.Auth.LeaseDuration) * time.Second, nil
+}
+
+// RevokeSelf revokes the session's token and, with it, every lease it created.
+func RevokeSelf(ctx context.Context, s Session) error {
+	if err := s.Client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		return classify(ctx, "revoke", http.MethodPut, "auth/token/revoke-self", 0, err, "")
+	}
+	return nil
+}
+
+// RenewLease extends a lease by increment and returns the TTL Vault granted.
+func RenewLease(ctx context.Context, client *api.Client, leaseID string, increment time.Duration) (time.Duration, error) {
+	secret, err := client.Sys().RenewWithContext(ctx, leaseID, int(increment/time.Second))
+	if err != nil {
+		return 0, classify(ctx, "renew", http.MethodPut, "sys/leases/renew", 0, err, "")
+	}
+	if secret == nil {
+		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: "sys/leases/renew", Kind: ErrEmptyResponse, Detail: "the response is empty"}
+	}
+	return time.Duration(secret.LeaseDuration) * time.Second, nil
+}

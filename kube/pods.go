@@ -1,0 +1,44 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// WatchPodDeletions calls gone with the uid of each pod on nodeName that is
+// deleted, until ctx ends. Only this node's pods are listed and watched
+// (field selector spec.nodeName), so memory stays bounded by the node.
+func WatchPodDeletions(ctx context.Context, client kubernetes.Interface, nodeName string, gone func(uid string), log *slog.Logger) error {
+	selector := fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
+	informer := factory.Core().V1().Pods().Informer()
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if pod, ok := obj.(*corev1.Pod); ok {
+				gone(string(pod.UID))
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching pods on node %s: %w", nodeName, err)
+	}
+	factory.Start(ctx.Done())
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+			log.Info("watching this node's pods to revoke their Vault tokens and leases when they go", "node", nodeName)
+		}
+	}()
+	return nil
+}
