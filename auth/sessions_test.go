@@ -1,0 +1,134 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vaultcsi/vault-csi-provider/vault"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func identity(uid string) Identity {
+	return Identity{Role: "app", Audience: "vault", Pod: Pod{Namespace: "demo", Name: "p-" + uid, UID: uid, ServiceAccount: "app"}}
+}
+
+// counter logs in with a given TTL and counts the logins.
+type counter struct {
+	logins    atomic.Int32
+	ttl       time.Duration
+	renewable bool
+}
+
+func (c *counter) login(context.Context) (vault.Session, error) {
+	n := c.logins.Add(1)
+	time.Sleep(time.Millisecond) // let concurrent callers pile up
+	return vault.Session{TTL: c.ttl, Renewable: c.renewable, Accessor: fmt.Sprint(n)}, nil
+}
+
+// TestSessionsConcurrent: hundreds of concurrent mounts, several identities,
+// one login each.
+func TestSessionsConcurrent(t *testing.T) {
+	s := NewSessions(100, time.Second)
+	logins := map[string]*counter{}
+	for _, uid := range []string{"a", "b", "c", "d"} {
+		logins[uid] = &counter{ttl: time.Hour}
+	}
+	var wg sync.WaitGroup
+	for i := range 400 {
+		uid := []string{"a", "b", "c", "d"}[i%4]
+		wg.Go(func() {
+			_, _, err := s.Get(context.Background(), identity(uid), logins[uid].login)
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	for uid, c := range logins {
+		assert.Equal(t, int32(1), c.logins.Load(), "identity %s", uid)
+	}
+	assert.Equal(t, 4, s.Len())
+}
+
+func TestSessionsLifecycle(t *testing.T) {
+	tests := []struct {
+		name       string
+		renewable  bool
+		grant      time.Duration
+		renewErr   error
+		after      time.Duration
+		wantLogins int32
+		wantRenews int32
+	}{
+		{name: "reused before half its TTL", renewable: true, grant: time.Minute, after: 20 * time.Second, wantLogins: 1},
+		{name: "renewed past half its TTL", renewable: true, grant: time.Minute, after: 40 * time.Second, wantLogins: 1, wantRenews: 1},
+		{name: "renewal grants too little (max TTL): log in", renewable: true, grant: 10 * time.Second, after: 40 * time.Second, wantLogins: 2, wantRenews: 1},
+		{name: "renewal fails: log in", renewable: true, grant: time.Minute, renewErr: errors.New("403"), after: 40 * time.Second, wantLogins: 2, wantRenews: 1},
+		{name: "not renewable: used until a fifth is left", after: 40 * time.Second, wantLogins: 1},
+		{name: "not renewable: then log in", after: 50 * time.Second, wantLogins: 2},
+		{name: "expired: log in", renewable: true, grant: time.Minute, after: 61 * time.Second, wantLogins: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+			s := NewSessions(10, time.Second)
+			s.now = clk.now
+			var renews atomic.Int32
+			s.Renew = func(context.Context, vault.Session) (time.Duration, error) {
+				renews.Add(1)
+				return tc.grant, tc.renewErr
+			}
+			c := &counter{ttl: time.Minute, renewable: tc.renewable}
+			_, fresh, err := s.Get(context.Background(), identity("a"), c.login)
+			require.NoError(t, err)
+			assert.True(t, fresh)
+			clk.add(tc.after)
+			_, fresh, err = s.Get(context.Background(), identity("a"), c.login)
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantLogins == 2, fresh)
+			assert.Equal(t, tc.wantLogins, c.logins.Load())
+			assert.Equal(t, tc.wantRenews, renews.Load())
+		})
+	}
+}
+
+func TestRevokePod(t *testing.T) {
+	s := NewSessions(10, time.Second)
+	var revoked []string
+	var mu sync.Mutex
+	s.Revoke = func(_ context.Context, sess vault.Session) error {
+		mu.Lock()
+		defer mu.Unlock()
+		revoked = append(revoked, sess.Accessor)
+		return nil
+	}
+	c := &counter{ttl: time.Hour}
+	other := identity("a")
+	other.Role = "other-role"
+	for _, id := range []Identity{identity("a"), other, identity("b")} {
+		_, _, err := s.Get(context.Background(), id, c.login)
+		require.NoError(t, err)
+	}
+	n, err := s.RevokePod(context.Background(), "a")
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "both of pod a's tokens")
+	assert.ElementsMatch(t, []string{"1", "2"}, revoked)
+	assert.Equal(t, 1, s.Len(), "pod b's token stays")
+}

@@ -1,0 +1,142 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tests := []struct {
+		name string
+		body string
+		want Info
+	}{
+		{name: "database credentials", body: `{"lease_id":"database/creds/app/abc","lease_duration":3600,"renewable":true,"data":{"username":"u"}}`,
+			want: Info{LeaseID: "database/creds/app/abc", TTL: time.Hour, Renewable: true}},
+		{name: "KV v2 has no lease", body: `{"lease_id":"","lease_duration":0,"data":{"data":{"a":"b"}}}`},
+		{name: "KV v1's advisory TTL is not a lease", body: `{"lease_id":"","lease_duration":2764800,"data":{"a":"b"}}`},
+		{name: "PKI certificate without a lease lives until it expires", body: `{"lease_id":"","data":{"certificate":"c","expiration":1800000600}}`,
+			want: Info{TTL: 10 * time.Minute}},
+		{name: "expired certificate", body: `{"data":{"expiration":1700000000}}`},
+		{name: "not JSON", body: `nope`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Parse([]byte(tc.body), now))
+		})
+	}
+}
+
+// clock is a manual clock for the cache.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// vaultLike counts reads and renewals and issues numbered leases.
+type vaultLike struct {
+	reads, renewals atomic.Int32
+	renewable       bool
+	grant           time.Duration // what a renewal grants
+	renewErr        error
+}
+
+func (v *vaultLike) read(context.Context) ([]byte, error) {
+	n := v.reads.Add(1)
+	return fmt.Appendf(nil, `{"lease_id":"db/creds/%d","lease_duration":60,"renewable":%t,"data":{"username":"user-%d"}}`, n, v.renewable, n), nil
+}
+
+func (v *vaultLike) renew(context.Context, string, time.Duration) (time.Duration, error) {
+	v.renewals.Add(1)
+	return v.grant, v.renewErr
+}
+
+func TestCacheLifecycle(t *testing.T) {
+	tests := []struct {
+		name         string
+		vault        vaultLike
+		after        time.Duration
+		wantOutcome  Outcome
+		wantReads    int32
+		wantRenewals int32
+		wantUser     string
+	}{
+		{name: "reused with plenty of TTL left", vault: vaultLike{renewable: true, grant: time.Minute}, after: 30 * time.Second, wantOutcome: Reused, wantReads: 1, wantUser: "user-1"},
+		{name: "renewed below the threshold", vault: vaultLike{renewable: true, grant: time.Minute}, after: 45 * time.Second, wantOutcome: Renewed, wantReads: 1, wantRenewals: 1, wantUser: "user-1"},
+		{name: "renewal capped by max TTL: read anew", vault: vaultLike{renewable: true, grant: 10 * time.Second}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantRenewals: 1, wantUser: "user-2"},
+		{name: "renewal refused: read anew", vault: vaultLike{renewable: true, grant: time.Minute, renewErr: errors.New("403")}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantRenewals: 1, wantUser: "user-2"},
+		{name: "not renewable: read anew", vault: vaultLike{}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantUser: "user-2"},
+		{name: "expired: read anew without renewing", vault: vaultLike{renewable: true, grant: time.Minute}, after: 61 * time.Second, wantOutcome: Read, wantReads: 2, wantUser: "user-2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: time.Unix(1_800_000_000, 0)}
+			c := NewCache(10, 0.33)
+			c.now = clk.now
+			v := &tc.vault
+			_, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
+			require.NoError(t, err)
+			assert.Equal(t, Read, out)
+			clk.add(tc.after)
+			body, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantOutcome, out)
+			assert.Contains(t, string(body), tc.wantUser)
+			assert.Equal(t, tc.wantReads, v.reads.Load())
+			assert.Equal(t, tc.wantRenewals, v.renewals.Load())
+		})
+	}
+}
+
+func TestCacheStaticSecretsAreNotKept(t *testing.T) {
+	c := NewCache(10, 0.33)
+	var reads atomic.Int32
+	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(`{"data":{"data":{"a":"b"}}}`), nil }
+	for range 3 {
+		_, out, err := c.Get(context.Background(), "pod", "k", nil, read)
+		require.NoError(t, err)
+		assert.Equal(t, Read, out)
+	}
+	assert.Equal(t, int32(3), reads.Load(), "KV is re-read on every rotation poll")
+	assert.Equal(t, 0, c.Len())
+}
+
+// TestCacheConcurrent: hundreds of concurrent mounts of one pod's database
+// secret create one lease; other pods get their own; ForgetPod drops one pod's.
+func TestCacheConcurrent(t *testing.T) {
+	c := NewCache(1000, 0.33)
+	vaults := map[string]*vaultLike{}
+	for _, pod := range []string{"a", "b", "c"} {
+		vaults[pod] = &vaultLike{renewable: true, grant: time.Minute}
+	}
+	var wg sync.WaitGroup
+	for i := range 300 {
+		pod := []string{"a", "b", "c"}[i%3]
+		wg.Go(func() {
+			_, _, err := c.Get(context.Background(), pod, pod+"/db", vaults[pod].renew, vaults[pod].read)
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	for pod, v := range vaults {
+		assert.Equal(t, int32(1), v.reads.Load(), "one lease for pod %s", pod)
+	}
+	assert.Equal(t, 1, c.ForgetPod("b"))
+	assert.Equal(t, 2, c.Len())
+}
