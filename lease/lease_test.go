@@ -70,26 +70,26 @@ func (v *vaultLike) renew(context.Context, string, time.Duration) (time.Duration
 func TestCacheLifecycle(t *testing.T) {
 	tests := []struct {
 		name         string
-		vault        vaultLike
+		vault        *vaultLike
 		after        time.Duration
 		wantOutcome  Outcome
 		wantReads    int32
 		wantRenewals int32
 		wantUser     string
 	}{
-		{name: "reused with plenty of TTL left", vault: vaultLike{renewable: true, grant: time.Minute}, after: 30 * time.Second, wantOutcome: Reused, wantReads: 1, wantUser: "user-1"},
-		{name: "renewed below the threshold", vault: vaultLike{renewable: true, grant: time.Minute}, after: 45 * time.Second, wantOutcome: Renewed, wantReads: 1, wantRenewals: 1, wantUser: "user-1"},
-		{name: "renewal capped by max TTL: read anew", vault: vaultLike{renewable: true, grant: 10 * time.Second}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantRenewals: 1, wantUser: "user-2"},
-		{name: "renewal refused: read anew", vault: vaultLike{renewable: true, grant: time.Minute, renewErr: errors.New("403")}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantRenewals: 1, wantUser: "user-2"},
-		{name: "not renewable: read anew", vault: vaultLike{}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantUser: "user-2"},
-		{name: "expired: read anew without renewing", vault: vaultLike{renewable: true, grant: time.Minute}, after: 61 * time.Second, wantOutcome: Read, wantReads: 2, wantUser: "user-2"},
+		{name: "reused with plenty of TTL left", vault: &vaultLike{renewable: true, grant: time.Minute}, after: 30 * time.Second, wantOutcome: Reused, wantReads: 1, wantUser: "user-1"},
+		{name: "renewed below the threshold", vault: &vaultLike{renewable: true, grant: time.Minute}, after: 45 * time.Second, wantOutcome: Renewed, wantReads: 1, wantRenewals: 1, wantUser: "user-1"},
+		{name: "renewal capped by max TTL: read anew", vault: &vaultLike{renewable: true, grant: 10 * time.Second}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantRenewals: 1, wantUser: "user-2"},
+		{name: "renewal refused: read anew", vault: &vaultLike{renewable: true, grant: time.Minute, renewErr: errors.New("403")}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantRenewals: 1, wantUser: "user-2"},
+		{name: "not renewable: read anew", vault: &vaultLike{}, after: 45 * time.Second, wantOutcome: Read, wantReads: 2, wantUser: "user-2"},
+		{name: "expired: read anew without renewing", vault: &vaultLike{renewable: true, grant: time.Minute}, after: 61 * time.Second, wantOutcome: Read, wantReads: 2, wantUser: "user-2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := &clock{t: time.Unix(1_800_000_000, 0)}
 			c := NewCache(10, 0.33)
 			c.now = clk.now
-			v := &tc.vault
+			v := tc.vault
 			_, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
 			require.NoError(t, err)
 			assert.Equal(t, Read, out)

@@ -27,7 +27,7 @@ func TestOneLoginForConcurrentMounts(t *testing.T) {
 	call := mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}
 	before := vaultRequests(t, "auth/kubernetes/login")
 
-	const burst = 50
+	const burst = 100
 	reqs := make([]*v1alpha1.MountRequest, burst)
 	for i := range reqs {
 		reqs[i] = call.request(t) // each with its own kubelet token, as on re-mounts

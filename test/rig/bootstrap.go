@@ -30,6 +30,13 @@ const (
 	CustomAudience = "custom-audience"
 	JWTRole        = "app-jwt"
 	ShortTTLRole   = "app-short-ttl"
+	// RenewableRole issues 4s tokens renewable up to 120s.
+	RenewableRole = "app-renewable"
+
+	// Database roles (database/creds/<role>).
+	DBRole          = "app"          // long leases
+	DBRenewableRole = "app-renewing" // 6s leases renewable up to 60s
+	DBFixedRole     = "app-fixed"    // 4s leases that cannot be extended
 
 	// Planted values: they must never show up in a log line or an error.
 	PlantedPassword = "PLANTED-SECRET-VALUE-6f1c2a"
@@ -132,6 +139,7 @@ func (r *Rig) bootstrapVault(ctx context.Context) error {
 path "secret/data/*" { capabilities = ["read"] }
 path "kv/*" { capabilities = ["read", "update", "create"] }
 path "pki/issue/web" { capabilities = ["update"] }
+path "database/creds/*" { capabilities = ["read"] }
 `}},
 		{"sys/auth/kubernetes", map[string]any{"type": "kubernetes"}},
 		{"auth/kubernetes/config", map[string]any{
@@ -149,6 +157,10 @@ path "pki/issue/web" { capabilities = ["update"] }
 			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
 			"audience": "vault", "token_policies": "app", "token_ttl": "3s", "token_max_ttl": "3s",
 		}},
+		{"auth/kubernetes/role/" + RenewableRole, map[string]any{
+			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
+			"audience": "vault", "token_policies": "app", "token_ttl": "4s", "token_max_ttl": "120s",
+		}},
 		{"sys/auth/jwt", map[string]any{"type": "jwt"}},
 		{"auth/jwt/config", map[string]any{"jwt_validation_pubkeys": pubkeys, "bound_issuer": r.Kube.Issuer}},
 		{"auth/jwt/role/" + JWTRole, map[string]any{
@@ -163,6 +175,14 @@ path "pki/issue/web" { capabilities = ["update"] }
 			"port": 5432,
 		}}},
 		{"kv/legacy", map[string]any{"password": LegacyPassword}},
+		{"sys/mounts/database", map[string]any{"type": "database"}},
+		{"database/config/pg", map[string]any{
+			"plugin_name": "postgresql-database-plugin", "connection_url": r.Postgres.ConnectionURL(),
+			"username": "postgres", "password": PostgresSuperPassword, "allowed_roles": "*",
+		}},
+		{"database/roles/" + DBRole, dbRole("1h", "24h")},
+		{"database/roles/" + DBRenewableRole, dbRole("6s", "60s")},
+		{"database/roles/" + DBFixedRole, dbRole("4s", "4s")},
 	}
 	for _, s := range steps {
 		if _, err := v.WriteWithContext(ctx, s.path, s.data); err != nil {
@@ -170,6 +190,15 @@ path "pki/issue/web" { capabilities = ["update"] }
 		}
 	}
 	return nil
+}
+
+func dbRole(ttl, maxTTL string) map[string]any {
+	return map[string]any{
+		"db_name":             "pg",
+		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
+		"default_ttl":         ttl,
+		"max_ttl":             maxTTL,
+	}
 }
 
 // AuditLog is the file Vault writes its audit device to.

@@ -29,12 +29,16 @@ type process struct {
 }
 
 func start(name, dir string, bin string, args ...string) (*process, error) {
+	return startCmd(name, dir, exec.Command(bin, args...))
+}
+
+// startCmd starts cmd in its own process group, logging to dir/name.log.
+func startCmd(name, dir string, cmd *exec.Cmd) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -253,13 +257,19 @@ func StartVault(dir, binDir, name string) (*VaultServer, error) {
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
 		return nil, err
 	}
-	// Vault wants the plugin file itself in its directory, not a link out of it.
-	target, err := filepath.EvalSymlinks(filepath.Join(plugins, "kubernetes"))
+	// Vault wants the plugin files themselves in its directory, not links out of it.
+	entries, err := os.ReadDir(plugins)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Link(target, filepath.Join(pluginDir, "kubernetes")); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("linking the kubernetes plugin: %w", err)
+	for _, e := range entries {
+		target, err := filepath.EvalSymlinks(filepath.Join(plugins, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Link(target, filepath.Join(pluginDir, e.Name())); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("linking the %s plugin: %w", e.Name(), err)
+		}
 	}
 	v := &VaultServer{Addr: "http://127.0.0.1:" + strconv.Itoa(port)}
 	v.proc, err = start(name, dir, filepath.Join(binDir, "vault"), "server", "-dev",

@@ -25,6 +25,8 @@ type Rig struct {
 	Dir   string
 	Kube  *APIServer
 	Vault *VaultServer
+	// Postgres backs the database secrets engine at database/.
+	Postgres *Postgres
 	// ReviewerJWT lets Vault call TokenReview.
 	ReviewerJWT string
 }
@@ -40,7 +42,7 @@ func BinDir() string {
 
 // Missing names the first component build.sh has not built, or "".
 func Missing() string {
-	for _, b := range []string{"vault", "kube-apiserver", "etcd", "plugins/kubernetes"} {
+	for _, b := range []string{"vault", "kube-apiserver", "etcd", "plugins/kubernetes", "plugins/postgresql-database-plugin", "postgresql/postgres"} {
 		if _, err := os.Stat(filepath.Join(BinDir(), b)); err != nil {
 			return filepath.Join(BinDir(), b)
 		}
@@ -57,12 +59,21 @@ func Start(ctx context.Context, dir string) (*Rig, error) {
 		r.Kube, err = StartAPIServer(dir, BinDir())
 		kubeReady <- err
 	}()
+	pgReady := make(chan error, 1)
+	go func() {
+		var err error
+		r.Postgres, err = StartPostgres(dir)
+		pgReady <- err
+	}()
 	var err error
 	r.Vault, err = StartVault(dir, BinDir(), "vault")
-	if kerr := <-kubeReady; kerr != nil {
+	kerr, pgerr := <-kubeReady, <-pgReady
+	switch {
+	case kerr != nil:
 		return r, fmt.Errorf("kube-apiserver: %w", kerr)
-	}
-	if err != nil {
+	case pgerr != nil:
+		return r, fmt.Errorf("postgres: %w", pgerr)
+	case err != nil:
 		return r, fmt.Errorf("vault: %w", err)
 	}
 	if err := r.bootstrap(ctx); err != nil {
@@ -77,6 +88,7 @@ func (r *Rig) Stop() {
 		return
 	}
 	r.Vault.Stop()
+	r.Postgres.Stop()
 	r.Kube.Stop()
 }
 

@@ -6,8 +6,10 @@
 #
 #   vault           Vault 1.21.1, -tags minimal (kv, pki, jwt auth built in)
 #   plugins/kubernetes  Vault's kubernetes auth method, as an external plugin
+#   plugins/postgresql-database-plugin  Vault's PostgreSQL database plugin
 #   kube-apiserver  Kubernetes 1.34.4
 #   etcd            Debian's etcd-server package
+#   postgres        Debian's postgresql package (for database secrets)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,8 +43,14 @@ build_vault() {
 		go_build "$here/vault" "$dir/plugins/kubernetes" \
 			github.com/hashicorp/vault-plugin-auth-kubernetes/cmd/vault-plugin-auth-kubernetes -ldflags "-s -w"
 	fi
+	if [[ ! -x $dir/plugins/postgresql-database-plugin ]]; then
+		say "building vault's postgresql database plugin"
+		go_build "$here/vault" "$dir/plugins/postgresql-database-plugin" \
+			github.com/hashicorp/vault/plugins/database/postgresql/postgresql-database-plugin -ldflags "-s -w"
+	fi
 	ln -sfn "$dir/vault" "$bin/vault"
 	ln -sfn "$dir/plugins/kubernetes" "$bin/plugins/kubernetes"
+	ln -sfn "$dir/plugins/postgresql-database-plugin" "$bin/plugins/postgresql-database-plugin"
 }
 
 build_kube() {
@@ -58,19 +66,37 @@ build_kube() {
 
 ensure_etcd() {
 	if ! command -v etcd >/dev/null; then
-		say "installing etcd-server (Debian)"
-		if [[ $(id -u) -ne 0 ]]; then
-			say "etcd is missing and this is not root: apt-get install etcd-server"
-			return 1
-		fi
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+		apt_install etcd-server
 		# The package starts nothing here (no systemd), but stop it where it does.
 		systemctl disable --now etcd >/dev/null 2>&1 || true
 	fi
 	ln -sfn "$(command -v etcd)" "$bin/etcd"
 }
 
+# apt_install PACKAGE...: Debian packages, as root.
+apt_install() {
+	if [[ $(id -u) -ne 0 ]]; then
+		say "missing Debian packages $*: apt-get install $*"
+		return 1
+	fi
+	say "installing $* (Debian)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+	local pg
+	pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	if [[ -z $pg || ! -x $pg/postgres ]]; then
+		apt_install postgresql postgresql-client
+		# The package may start a cluster on 5432 where systemd runs; the tests start their own.
+		systemctl disable --now postgresql >/dev/null 2>&1 || true
+		pg=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+	fi
+	ln -sfn "$pg" "$bin/postgresql"
+}
+
 ensure_etcd
+ensure_postgres
 # The two Go builds run side by side; each logs to its own file.
 build_vault >"$logs/vault.log" 2>&1 &
 vault_pid=$!
