@@ -9,7 +9,7 @@ TOOLS     ?= $(HOME)/.cache/vcp-test/tools
 GOLANGCI_LINT_VERSION ?= v2.6.2
 GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-.PHONY: help build test test-deps unit integration fuzz lint clean
+.PHONY: help build test test-deps unit integration fuzz lint clean bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,3 +45,6 @@ $(GOLANGCI_LINT):
 
 clean: ## remove build output
 	rm -rf bin/
+
+bench: test-deps ## benchmark the provider against real Vault, apiserver and Postgres; prints a table
+	go run ./test/bench $(BENCH_ARGS)

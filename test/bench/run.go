@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
+)
+
+type options struct {
+	socket        string
+	pid           int
+	iterations    int
+	burst         int
+	identities    int
+	rotationPods  int
+	rotationPolls int
+	compression   float64
+}
+
+// bench is one run: the rig, the provider under test and the table.
+type bench struct {
+	o      options
+	r      *rig.Rig
+	dir    string
+	client v1alpha1.CSIDriverProviderClient
+	pid    int
+	rows   []row
+}
+
+type row struct{ scenario, figure, value, target string }
+
+func (b *bench) add(scenario, figure, value, target string) {
+	b.rows = append(b.rows, row{scenario, figure, value, target})
+	fmt.Fprintf(os.Stderr, "  %-34s %-40s %s\n", scenario, figure, value)
+}
+
+const (
+	benchSecrets = 50
+	benchDBRole  = "bench"
+	nodeName     = "bench-node"
+)
+
+func run(ctx context.Context, o options) error {
+	if missing := rig.Missing(); missing != "" {
+		return fmt.Errorf("missing %s: run make test-deps", missing)
+	}
+	dir, err := os.MkdirTemp("", "vcp-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	r, err := rig.Start(ctx, dir)
+	defer r.Stop()
+	if err != nil {
+		return err
+	}
+	b := &bench{o: o, r: r, dir: dir}
+	if err := b.seed(); err != nil {
+		return fmt.Errorf("seeding vault: %w", err)
+	}
+	stopProvider, err := b.startProvider(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopProvider()
+	fmt.Fprintf(os.Stderr, "bench: components and provider ready in %s\n", time.Since(start).Round(time.Millisecond))
+
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"rss at rest", b.rssAtRest},
+		{"warm latency and floor", b.warmLatency},
+		{"burst and identities", b.burstAndIdentities},
+		{"rotation", b.rotation},
+		{"rotation without caching", b.rotationUncached},
+	}
+	for _, s := range steps {
+		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
+		if err := s.fn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	b.print()
+	return nil
+}
+
+// seed writes the KV secrets and the database role the scenarios read.
+func (b *bench) seed() error {
+	v := b.r.Vault.Root.Logical()
+	for i := range benchSecrets {
+		if _, err := v.Write(fmt.Sprintf("secret/data/bench/s%02d", i), map[string]any{"data": map[string]any{"value": fmt.Sprintf("value-%02d-%s", i, strings.Repeat("x", 64))}}); err != nil {
+			return err
+		}
+	}
+	// 30s leases renewable to 10 minutes: at the default compression 30s of
+	// lease are 30 minutes of simulated time, two rotation polls a minute.
+	_, err := v.Write("database/roles/"+benchDBRole, map[string]any{
+		"db_name":             "pg",
+		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
+		"default_ttl":         "30s",
+		"max_ttl":             "10m",
+	})
+	return err
+}
+
+// startProvider builds and starts this repository's provider, or connects
+// to -socket.
+func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
+	socket := b.o.socket
+	stop = func() {}
+	if socket == "" {
+		bin := filepath.Join(b.dir, "vault-csi-provider")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/vault-csi-provider")
+		if out, err := build.CombinedOutput(); err != nil {
+			return stop, fmt.Errorf("building the provider: %w: %s", err, out)
+		}
+		socket = filepath.Join(b.dir, "vault.sock")
+		cmd, err := startProviderProcess(bin, b.dir, "provider", socket, b.r, nil)
+		if err != nil {
+			return stop, err
+		}
+		b.pid = cmd.Process.Pid
+		stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	} else {
+		b.pid = b.o.pid
+	}
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return stop, err
+	}
+	b.client = v1alpha1.NewCSIDriverProviderClient(conn)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := b.client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
+		if err == nil {
+			return stop, nil
+		}
+		if time.Now().After(deadline) {
+			return stop, fmt.Errorf("provider at %s does not answer: %w", socket, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startProviderProcess runs the provider binary with the flags a DaemonSet
+// would pass for this rig.
+func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []string) (*exec.Cmd, error) {
+	logFile, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{
+		"-endpoint=" + socket, "-health-addr=", "-log-level=warn",
+		"-vault-addr=" + r.Vault.Addr, "-kubeconfig=" + r.Kube.AdminKubeconfig, "-node-name=" + nodeName,
+		"-cache-size=2000",
+	}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"POD_NAMESPACE=" + rig.ProviderNamespace}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = cmd.Wait(); logFile.Close() }()
+	return cmd, nil
+}
+
+func (b *bench) print() {
+	host, _ := os.Hostname()
+	fmt.Printf("\nMachine: %s, %d cores (%s), %s, %s\n\n", cpuModel(), runtime.NumCPU(), host, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| scenario | figure | value | target |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range b.rows {
+		fmt.Printf("| %s | %s | %s | %s |\n", r.scenario, r.figure, r.value, r.target)
+	}
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if i := strings.Index(line, ":"); i >= 0 {
+				return strings.TrimSpace(line[i+1:])
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms" }

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
+)
+
+// kvObjects lists n objects on n distinct KV v2 paths.
+func kvObjects(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "- {objectName: s%02d, secretPath: secret/data/bench/s%02d, secretKey: value}\n", i, i)
+	}
+	return b.String()
+}
+
+const dbObjects = `
+- {objectName: username, secretPath: database/creds/` + benchDBRole + `, secretKey: username}
+- {objectName: password, secretPath: database/creds/` + benchDBRole + `, secretKey: password}
+`
+
+// requests creates n pods on the node and the driver's MountRequest for
+// each, with a kubelet token for audience vault.
+func (b *bench) requests(ctx context.Context, n int, prefix, objects string) ([]*v1alpha1.MountRequest, error) {
+	reqs := make([]*v1alpha1.MountRequest, n)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range n {
+		g.Go(func() error {
+			pod, err := b.r.CreatePod(gctx, prefix, rig.AppServiceAccount, nodeName)
+			if err != nil {
+				return err
+			}
+			tok, err := b.r.KubeletToken(gctx, pod, "vault")
+			if err != nil {
+				return err
+			}
+			reqs[i], err = rig.MountRequest(pod, map[string]string{"roleName": rig.KubeRole, "objects": objects}, map[string]rig.Token{"vault": tok}, false, "")
+			return err
+		})
+	}
+	return reqs, g.Wait()
+}
+
+func timedMount(ctx context.Context, c v1alpha1.CSIDriverProviderClient, req *v1alpha1.MountRequest) (time.Duration, error) {
+	start := time.Now()
+	_, err := c.Mount(ctx, req)
+	return time.Since(start), err
+}
+
+// mountAll mounts every request with at most limit in flight.
+func mountAll(ctx context.Context, c v1alpha1.CSIDriverProviderClient, reqs []*v1alpha1.MountRequest, limit int) (latencies, int) {
+	lat := make(latencies, len(reqs))
+	var failed sync.Map
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, limit)
+	for i, req := range reqs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			d, err := timedMount(ctx, c, req)
+			lat[i] = d
+			if err != nil {
+				failed.Store(i, err)
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	failed.Range(func(_, v any) bool {
+		if n == 0 {
+			fmt.Printf("bench: first failure: %v\n", v)
+		}
+		n++
+		return true
+	})
+	return lat, n
+}
+
+func (b *bench) audit(path string) int {
+	n, err := b.r.AuditRequests(path)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func (b *bench) rssAtRest(context.Context) error {
+	if b.pid == 0 {
+		b.add("at rest", "provider RSS", "not measured (no -pid)", "")
+		return nil
+	}
+	rss, err := rssMiB(b.pid)
+	if err != nil {
+		return err
+	}
+	b.add("at rest", "provider RSS", fmt.Sprintf("%.1f MiB", rss), "")
+	return nil
+}
+
+// warmLatency times mounts of 1, 10 and 50 objects for one warm identity,
+// and the same reads made directly against Vault (the floor).
+func (b *bench) warmLatency(ctx context.Context) error {
+	reqs := map[int]*v1alpha1.MountRequest{}
+	var pod0 *v1alpha1.MountRequest
+	for _, n := range []int{1, 10, 50} {
+		r, err := b.requests(ctx, 1, "warm", kvObjects(n))
+		if err != nil {
+			return err
+		}
+		reqs[n] = r[0]
+		pod0 = r[0]
+	}
+	floor, err := newFloor(ctx, b.r, pod0)
+	if err != nil {
+		return err
+	}
+	for _, n := range []int{1, 10, 50} {
+		for range 10 { // warm up: login, connections, HMAC key
+			if _, err := b.client.Mount(ctx, reqs[n]); err != nil {
+				return err
+			}
+		}
+		cpu0, _ := cpuSeconds(b.pid)
+		var lat latencies
+		for range b.o.iterations {
+			d, err := timedMount(ctx, b.client, reqs[n])
+			if err != nil {
+				return err
+			}
+			lat = append(lat, d)
+		}
+		cpu1, cpuErr := cpuSeconds(b.pid)
+		par, seq, err := floor.measure(ctx, n, b.o.iterations)
+		if err != nil {
+			return err
+		}
+		scenario := fmt.Sprintf("warm mount, %d object(s)", n)
+		target := ""
+		if n == 10 {
+			target = "p99 ≤ 1.5× floor p99"
+		}
+		b.add(scenario, "provider latency", lat.summary(), "")
+		b.add(scenario, "floor: direct parallel reads (8)", par.summary(), "")
+		b.add(scenario, "direct sequential reads", seq.summary(), "")
+		b.add(scenario, "provider p99 / floor p99", fmt.Sprintf("%.2f×", float64(lat.percentile(99))/float64(par.percentile(99))), target)
+		if b.pid != 0 && cpuErr == nil {
+			b.add(scenario, "provider CPU per 1,000 mounts", fmt.Sprintf("%.2f CPU-s", (cpu1-cpu0)/float64(b.o.iterations)*1000), "")
+		}
+	}
+	return nil
+}
+
+// floor reads the bench secrets straight from Vault with a token of the
+// same role, in parallel (as the provider does) and one after another.
+type floor struct{ client *api.Client }
+
+func newFloor(ctx context.Context, r *rig.Rig, req *v1alpha1.MountRequest) (*floor, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = r.Vault.Addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenOf(req)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := c.Logical().WriteWithContext(ctx, "auth/kubernetes/login", map[string]any{"role": rig.KubeRole, "jwt": tok})
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(secret.Auth.ClientToken)
+	return &floor{client: c}, nil
+}
+
+func (f *floor) read(ctx context.Context, i int) error {
+	resp, err := f.client.Logical().ReadRawWithContext(ctx, fmt.Sprintf("secret/data/bench/s%02d", i))
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
+	return err
+}
+
+func (f *floor) measure(ctx context.Context, n, iterations int) (par, seq latencies, err error) {
+	for range iterations {
+		start := time.Now()
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for i := range n {
+			g.Go(func() error { return f.read(gctx, i) })
+		}
+		if err := g.Wait(); err != nil {
+			return nil, nil, err
+		}
+		par = append(par, time.Since(start))
+		start = time.Now()
+		for i := range n {
+			if err := f.read(ctx, i); err != nil {
+				return nil, nil, err
+			}
+		}
+		seq = append(seq, time.Since(start))
+	}
+	return par, seq, nil
+}
+
+// burstAndIdentities fires a burst of cold pods at once, then fills the
+// cache to the identities count and reads the provider's memory.
+func (b *bench) burstAndIdentities(ctx context.Context) error {
+	total := max(b.o.identities, b.o.burst)
+	reqs, err := b.requests(ctx, total, "burst", kvObjects(1))
+	if err != nil {
+		return err
+	}
+	logins := b.audit("auth/kubernetes/login")
+	start := time.Now()
+	lat, failed := mountAll(ctx, b.client, reqs[:b.o.burst], b.o.burst)
+	wall := time.Since(start)
+	scenario := fmt.Sprintf("burst: %d cold pods at once", b.o.burst)
+	b.add(scenario, "succeeded", fmt.Sprintf("%d/%d", b.o.burst-failed, b.o.burst), "all")
+	b.add(scenario, "throughput", fmt.Sprintf("%.0f mounts/s (%s wall)", float64(b.o.burst)/wall.Seconds(), wall.Round(time.Millisecond)), "")
+	b.add(scenario, "mount latency", lat.summary(), "")
+	b.add(scenario, "Vault logins (audit log)", fmt.Sprint(b.audit("auth/kubernetes/login")-logins), fmt.Sprintf("= distinct identities (%d)", b.o.burst))
+
+	if _, failed := mountAll(ctx, b.client, reqs[b.o.burst:], 32); failed > 0 {
+		return fmt.Errorf("%d mounts failed filling the cache", failed)
+	}
+	if b.pid == 0 {
+		return nil
+	}
+	time.Sleep(2 * time.Second)
+	rss, err := rssMiB(b.pid)
+	if err != nil {
+		return err
+	}
+	b.add(fmt.Sprintf("%d cached identities", total), "provider RSS", fmt.Sprintf("%.1f MiB", rss), "≤ 64 MiB")
+	return nil
+}
+
+// rotation: pods poll a database secret every 2 minutes of simulated time.
+func (b *bench) rotation(ctx context.Context) error {
+	return b.rotate(ctx, b.client, "rotation", b.o.rotationPods, b.o.rotationPolls, true)
+}
+
+// rotationUncached runs a smaller rotation against the same provider with
+// its caches off (-cache-size=0): every poll logs in and leases anew.
+func (b *bench) rotationUncached(ctx context.Context) error {
+	if b.o.socket != "" {
+		return nil
+	}
+	socket := filepath.Join(b.dir, "uncached.sock")
+	cmd, err := startProviderProcess(filepath.Join(b.dir, "vault-csi-provider"), b.dir, "uncached", socket, b.r, []string{"-cache-size=0"})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM) }()
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := client.Version(ctx, &v1alpha1.VersionRequest{}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			return err
+		}
+	}
+	return b.rotate(ctx, client, "baseline, -cache-size=0 (no caching)", min(50, b.o.rotationPods), min(5, b.o.rotationPolls), false)
+}
+
+func (b *bench) rotate(ctx context.Context, client v1alpha1.CSIDriverProviderClient, name string, pods, polls int, targets bool) error {
+	target := func(t string) string {
+		if targets {
+			return t
+		}
+		return ""
+	}
+	reqs, err := b.requests(ctx, pods, "rotation", dbObjects)
+	if err != nil {
+		return err
+	}
+	logins, leases, renewals := b.audit("auth/kubernetes/login"), b.audit("database/creds/"+benchDBRole), b.audit("sys/leases/renew")
+	interval := time.Duration(float64(2*time.Minute) / b.o.compression)
+	failures := 0
+	var lat latencies
+	for range polls {
+		start := time.Now()
+		l, failed := mountAll(ctx, client, reqs, 32)
+		lat = append(lat, l...)
+		failures += failed
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(start.Add(interval))):
+		}
+	}
+	created := b.audit("database/creds/" + benchDBRole) - leases
+	scenario := fmt.Sprintf("%s: %d pods × %d polls (%s simulated)", name, pods, polls, time.Duration(polls)*2*time.Minute)
+	b.add(scenario, "mounts failed", fmt.Sprintf("%d of %d", failures, pods*polls), "0")
+	b.add(scenario, "mount latency", lat.summary(), "")
+	b.add(scenario, "Vault logins (audit log)", fmt.Sprint(b.audit("auth/kubernetes/login")-logins), target(fmt.Sprintf("= distinct identities (%d)", pods)))
+	b.add(scenario, "leases created (audit log)", fmt.Sprintf("%d (%.2f per pod)", created, float64(created)/float64(pods)), target("≤ 1 per pod per lease lifetime"))
+	b.add(scenario, "lease renewals (audit log)", fmt.Sprint(b.audit("sys/leases/renew")-renewals), "")
+	if failures > 0 {
+		return errors.New("rotation mounts failed")
+	}
+	return nil
+}
+
+// tokenOf returns the service-account token a MountRequest carries.
+func tokenOf(req *v1alpha1.MountRequest) (string, error) {
+	var attrs map[string]string
+	if err := jsonUnmarshal(req.Attributes, &attrs); err != nil {
+		return "", err
+	}
+	var tokens map[string]rig.Token
+	if err := jsonUnmarshal(attrs["csi.storage.k8s.io/serviceAccount.tokens"], &tokens); err != nil {
+		return "", err
+	}
+	return tokens["vault"].Token, nil
+}
