@@ -56,6 +56,8 @@ func Connect(kubeconfig string, getenv func(string) string) (kubernetes.Interfac
 		namespace = "default"
 	}
 	cfg.UserAgent = "vault-csi-provider"
+	// A burst of pods starting on a node may each need a TokenRequest.
+	cfg.QPS, cfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("kubernetes client: %w", err)

@@ -21,6 +21,10 @@ func WatchPodDeletions(ctx context.Context, client kubernetes.Interface, nodeNam
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
 	informer := factory.Core().V1().Pods().Informer()
+	// Only a pod's identity is needed: keep nothing else in memory.
+	if err := informer.SetTransform(podIdentity); err != nil {
+		return fmt.Errorf("watching pods on node %s: %w", nodeName, err)
+	}
 	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -41,4 +45,15 @@ func WatchPodDeletions(ctx context.Context, client kubernetes.Interface, nodeNam
 		}
 	}()
 	return nil
+}
+
+// podIdentity strips a pod to what the watcher needs.
+func podIdentity(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
+	}}, nil
 }

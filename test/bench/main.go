@@ -28,6 +28,10 @@ func main() {
 	flag.IntVar(&o.rotationPods, "rotation-pods", 200, "pods in the rotation simulation")
 	flag.IntVar(&o.rotationPolls, "rotation-polls", 15, "rotation polls per pod (one every 2 minutes of simulated time)")
 	flag.Float64Var(&o.compression, "compression", 60, "simulated seconds per real second in the rotation simulation")
+	flag.Func("provider-arg", "extra flag for the provider this bench starts (repeatable), e.g. -provider-arg=-memory-limit=48MiB", func(v string) error {
+		o.providerArgs = append(o.providerArgs, v)
+		return nil
+	})
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -28,6 +28,7 @@ type options struct {
 	rotationPods  int
 	rotationPolls int
 	compression   float64
+	providerArgs  []string
 }
 
 // bench is one run: the rig, the provider under test and the table.
@@ -130,7 +131,7 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 			return stop, fmt.Errorf("building the provider: %w: %s", err, out)
 		}
 		socket = filepath.Join(b.dir, "vault.sock")
-		cmd, err := startProviderProcess(bin, b.dir, "provider", socket, b.r, nil)
+		cmd, err := startProviderProcess(bin, b.dir, "provider", socket, b.r, b.o.providerArgs)
 		if err != nil {
 			return stop, err
 		}
@@ -151,7 +152,8 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 			return stop, nil
 		}
 		if time.Now().After(deadline) {
-			return stop, fmt.Errorf("provider at %s does not answer: %w", socket, err)
+			logs, _ := os.ReadFile(filepath.Join(b.dir, "provider.log"))
+			return stop, fmt.Errorf("provider at %s does not answer: %w\n%s", socket, err, logs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -204,4 +206,6 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms" }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
+}

@@ -311,7 +311,7 @@ func (b *bench) rotate(ctx context.Context, client v1alpha1.CSIDriverProviderCli
 		case <-time.After(time.Until(start.Add(interval))):
 		}
 	}
-	created := b.audit("database/creds/" + benchDBRole) - leases
+	created := b.audit("database/creds/"+benchDBRole) - leases
 	scenario := fmt.Sprintf("%s: %d pods × %d polls (%s simulated)", name, pods, polls, time.Duration(polls)*2*time.Minute)
 	b.add(scenario, "mounts failed", fmt.Sprintf("%d of %d", failures, pods*polls), "0")
 	b.add(scenario, "mount latency", lat.summary(), "")

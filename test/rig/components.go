@@ -190,6 +190,7 @@ func StartAPIServer(dir, binDir string) (*APIServer, error) {
 	if s.Admin, err = clientcmd.BuildConfigFromFlags("", s.AdminKubeconfig); err != nil {
 		return s, err
 	}
+	s.Admin.QPS, s.Admin.Burst = 500, 1000 // the benchmark creates pods by the thousand
 	if s.AdminClient, err = kubernetes.NewForConfig(s.Admin); err != nil {
 		return s, err
 	}
