@@ -104,11 +104,11 @@ func (b *bench) rssAtRest(context.Context) error {
 		b.add("at rest", "provider RSS", "not measured (no -pid)", "")
 		return nil
 	}
-	rss, err := rssMiB(b.pid)
+	text, _, err := rss(b.pid)
 	if err != nil {
 		return err
 	}
-	b.add("at rest", "provider RSS", fmt.Sprintf("%.1f MiB", rss), "")
+	b.add("at rest", "provider RSS", text, "")
 	return nil
 }
 
@@ -247,11 +247,11 @@ func (b *bench) burstAndIdentities(ctx context.Context) error {
 	for _, wait := range []time.Duration{2 * time.Second, 28 * time.Second} {
 		time.Sleep(wait)
 		waited += wait
-		rss, err := rssMiB(b.pid)
+		text, _, err := rss(b.pid)
 		if err != nil {
 			return err
 		}
-		b.add(fmt.Sprintf("%d cached identities", total), fmt.Sprintf("provider RSS, %s after the last mount", waited), fmt.Sprintf("%.1f MiB", rss), "≤ 64 MiB")
+		b.add(fmt.Sprintf("%d cached identities", total), fmt.Sprintf("provider RSS, %s after the last mount", waited), text, "≤ 64 MiB")
 	}
 	return nil
 }
