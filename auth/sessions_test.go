@@ -12,20 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vaultcsi/vault-csi-provider/internal/manualclock"
+
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func identity(uid string) Identity {
 	return Identity{Role: "app", Audience: "vault", Pod: Pod{Namespace: "demo", Name: "p-" + uid, UID: uid, ServiceAccount: "app"}}
@@ -87,9 +77,9 @@ func TestSessionsLifecycle(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+			clk := manualclock.New(time.Unix(1_800_000_000, 0))
 			s := NewSessions(10, time.Second)
-			s.now = clk.now
+			s.now = clk.Now
 			var renews atomic.Int32
 			s.Renew = func(context.Context, vault.Session) (time.Duration, error) {
 				renews.Add(1)
@@ -99,7 +89,7 @@ func TestSessionsLifecycle(t *testing.T) {
 			_, fresh, err := s.Get(context.Background(), identity("a"), c.login)
 			require.NoError(t, err)
 			assert.True(t, fresh)
-			clk.add(tc.after)
+			clk.Add(tc.after)
 			_, fresh, err = s.Get(context.Background(), identity("a"), c.login)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantLogins == 2, fresh)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vaultcsi/vault-csi-provider/internal/manualclock"
 )
 
 func TestParse(t *testing.T) {
@@ -36,18 +38,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// clock is a manual clock for the cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // vaultLike counts reads and renewals and issues numbered leases.
 type vaultLike struct {
@@ -86,14 +76,14 @@ func TestCacheLifecycle(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: time.Unix(1_800_000_000, 0)}
+			clk := manualclock.New(time.Unix(1_800_000_000, 0))
 			c := NewCache(10, 0.33)
-			c.now = clk.now
+			c.now = clk.Now
 			v := tc.vault
 			_, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
 			require.NoError(t, err)
 			assert.Equal(t, Read, out)
-			clk.add(tc.after)
+			clk.Add(tc.after)
 			body, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantOutcome, out)
