@@ -38,7 +38,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-
 // vaultLike counts reads and renewals and issues numbered leases.
 type vaultLike struct {
 	reads, renewals atomic.Int32
