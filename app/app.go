@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/health"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/lease"
+	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
@@ -64,22 +66,27 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	m := metrics.New()
 	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
+	sessions.Metrics = m
 	var leases *lease.Cache
 	if proc.CacheSize > 0 {
 		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseMinRemaining)
+		leases.Metrics = m
 	}
+	clients := vault.NewClients(proc.VaultTimeout)
 	if err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods")); err != nil {
 		return err
 	}
 	srv := &provider.Server{
 		Mounter: &provider.Mounter{
 			Defaults:        proc.Vault,
-			Clients:         vault.NewClients(proc.VaultTimeout),
+			Clients:         clients,
 			Sessions:        sessions,
 			Tokens:          auth.TokenSource{Kube: kubeClient},
 			Keys:            keys,
 			Leases:          leases,
+			Metrics:         m,
 			Log:             log.With("component", "mount"),
 			ReadConcurrency: proc.ReadConcurrency,
 		},
@@ -88,17 +95,45 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MountTimeout: mountTimeout,
 	}
 
-	var ready atomic.Bool
-	if proc.HealthAddr != "" {
-		healthCtx, stopHealth := context.WithCancel(ctx)
-		defer stopHealth()
-		stopped, err := health.Listen(healthCtx, proc.HealthAddr, health.Handler(ready.Load), log.With("component", "health"))
+	var serving atomic.Bool
+	ready, err := readiness(ctx, proc, clients, &serving, log.With("component", "health"))
+	if err != nil {
+		return err
+	}
+	for _, l := range []struct{ name, addr string }{{"health", proc.HealthAddr}, {"metrics", proc.MetricsAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		mux := http.NewServeMux()
+		if l.name == "health" {
+			mux.Handle("/health/", health.Handler(ready))
+		} else {
+			mux.Handle("/metrics", m.Handler())
+		}
+		listenCtx, stopListener := context.WithCancel(ctx)
+		defer stopListener()
+		stopped, err := health.Listen(listenCtx, l.addr, mux, log.With("component", l.name))
 		if err != nil {
 			return err
 		}
-		defer func() { stopHealth(); <-stopped }()
+		defer func() { stopListener(); <-stopped }()
 	}
-	return provider.Serve(ctx, proc.Endpoint, srv, &ready, drainTimeout)
+	return provider.Serve(ctx, proc.Endpoint, srv, &serving, drainTimeout)
+}
+
+// readiness is true while the socket is served and, when the operator set a
+// Vault address (-vault-addr or VAULT_ADDR), Vault answered healthy recently.
+func readiness(ctx context.Context, proc config.Process, clients *vault.Clients, serving *atomic.Bool, log *slog.Logger) (func() bool, error) {
+	if proc.Vault.Address == config.DefaultVaultAddress {
+		return serving.Load, nil
+	}
+	client, err := clients.Get(proc.Vault)
+	if err != nil {
+		return nil, err
+	}
+	probe := health.NewVaultProbe(client, proc.VaultHealthInterval, log)
+	go probe.Run(ctx)
+	return func() bool { return serving.Load() && probe.Healthy(3*proc.VaultHealthInterval) }, nil
 }
 
 // watchPods revokes the Vault tokens (and so the leases) of this node's pods

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -71,6 +72,8 @@ type Sessions struct {
 	// Renew and Revoke talk to Vault; tests may replace them.
 	Renew  func(context.Context, vault.Session) (time.Duration, error)
 	Revoke func(context.Context, vault.Session) error
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
 }
 
 type cachedSession struct {
@@ -101,6 +104,7 @@ func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (session vault.Session, fresh bool, err error) {
 	key := id.Key()
 	if cs, ok := s.lookup(key); ok && cs.left(s.now()) > 0.5 {
+		s.Metrics.CacheEvent("token", "hit")
 		return cs.session, false, nil
 	}
 	type result struct {
@@ -113,6 +117,7 @@ func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (sessi
 		if sess, ok := s.keepAlive(opCtx, key); ok {
 			return result{sess, false}, nil
 		}
+		s.Metrics.CacheEvent("token", "miss")
 		sess, err := login(opCtx)
 		if err != nil {
 			return nil, err
@@ -142,16 +147,20 @@ func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bo
 	left := cs.left(s.now())
 	switch {
 	case left > 0.5:
+		s.Metrics.CacheEvent("token", "hit")
 		return cs.session, true
 	case cs.session.Renewable && left > 0:
 		ttl, err := s.Renew(ctx, cs.session)
+		s.Metrics.VaultRequest("token_renew", vault.StatusClass(err))
 		if err == nil && ttl >= cs.session.TTL/2 {
+			s.Metrics.CacheEvent("token", "renewal")
 			s.mu.Lock()
 			cs.expires = s.now().Add(ttl)
 			s.mu.Unlock()
 			return cs.session, true
 		}
 	case left > 0.2:
+		s.Metrics.CacheEvent("token", "hit")
 		return cs.session, true
 	}
 	return vault.Session{}, false
@@ -173,7 +182,9 @@ func (s *Sessions) RevokePod(ctx context.Context, uid string) (int, error) {
 	s.mu.Unlock()
 	var errs []error
 	for _, sess := range gone {
-		if err := s.Revoke(ctx, sess); err != nil {
+		err := s.Revoke(ctx, sess)
+		s.Metrics.VaultRequest("token_revoke", vault.StatusClass(err))
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -221,6 +232,9 @@ func (s *Sessions) store(key, pod string, sess vault.Session) {
 		cs.expires = s.now().Add(sess.TTL)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cache.Add(key, cs)
+	evicted := s.cache.Add(key, cs)
+	s.mu.Unlock()
+	if evicted {
+		s.Metrics.CacheEvent("token", "eviction")
+	}
 }

@@ -14,13 +14,16 @@ import (
 type Process struct {
 	Endpoint       string
 	HealthAddr     string
+	MetricsAddr    string
 	LogLevel       slog.Level
 	LogFormat      string
 	HMACSecretName string
 	CacheSize      int
 	Kubeconfig     string
 	VaultTimeout   time.Duration
-	PrintVersion   bool
+	// VaultHealthInterval is how often readiness asks Vault's sys/health.
+	VaultHealthInterval time.Duration
+	PrintVersion        bool
 	// NodeName is this node; pods on it are watched so that their tokens
 	// and leases are revoked when they are deleted.
 	NodeName          string
@@ -36,6 +39,7 @@ type Process struct {
 const (
 	DefaultEndpoint          = "/var/run/secrets-store-csi-providers/vault.sock"
 	DefaultHealthAddr        = ":8080"
+	DefaultMetricsAddr       = ":8081"
 	DefaultHMACSecretName    = "vault-csi-provider-hmac-key"
 	DefaultCacheSize         = 1000
 	DefaultVaultTimeout      = 20 * time.Second
@@ -55,6 +59,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	fs.SetOutput(out)
 	fs.StringVar(&p.Endpoint, "endpoint", DefaultEndpoint, "path of the unix socket the secrets-store-csi-driver calls (<providers dir>/vault.sock)")
 	fs.StringVar(&p.HealthAddr, "health-addr", DefaultHealthAddr, "address of the HTTP listener serving /health/ready and /health/live; empty disables it")
+	fs.StringVar(&p.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "address of the HTTP listener serving Prometheus metrics on /metrics; empty disables it")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&debug, "debug", false, "same as -log-level=debug (kept for compatibility)")
 	fs.StringVar(&p.LogFormat, "log-format", "text", "log format: text or json")
@@ -63,6 +68,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	fs.StringVar(&p.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig to use when running outside a cluster (default: $KUBECONFIG, else in-cluster config)")
 	fs.DurationVar(&p.VaultTimeout, "vault-timeout", DefaultVaultTimeout, "deadline of each call to Vault")
 	fs.BoolVar(&p.PrintVersion, "version", false, "print the version and exit")
+	fs.DurationVar(&p.VaultHealthInterval, "vault-health-interval", 10*time.Second, "how often /health/ready asks Vault's sys/health (only when -vault-addr or VAULT_ADDR is set); not ready after three intervals without a healthy answer")
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
@@ -100,6 +106,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	}
 	if p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second {
 		problems = append(problems, fmt.Errorf("-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout))
+	}
+	if p.VaultHealthInterval <= 0 {
+		problems = append(problems, fmt.Errorf("-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval))
 	}
 	if p.ReadConcurrency < 1 {
 		problems = append(problems, fmt.Errorf("-read-concurrency: %d: use 1 or more", p.ReadConcurrency))

@@ -36,7 +36,7 @@ func Handler(ready func() bool) http.Handler {
 }
 
 // Listen binds addr now (so a bad address fails at start-up) and serves h
-// until ctx ends.
+// until ctx ends. It serves the metrics too.
 func Listen(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (stopped <-chan struct{}, err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {

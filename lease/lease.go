@@ -12,6 +12,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/vaultcsi/vault-csi-provider/metrics"
 )
 
 // Info is what a Vault response says about its own lifetime.
@@ -76,6 +78,8 @@ type Cache struct {
 	// MinRemaining is the fraction of a lease's TTL that must be left for
 	// it to be reused without renewal (0 < MinRemaining < 1).
 	MinRemaining float64
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
 
 	mu    sync.Mutex
 	cache *lru.Cache[string, *entry]
@@ -126,8 +130,11 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 		now := c.now()
 		if info := Parse(body, now); info.Leased() {
 			c.mu.Lock()
-			c.cache.Add(key, &entry{pod: pod, body: body, info: info, expires: now.Add(info.TTL)})
+			evicted := c.cache.Add(key, &entry{pod: pod, body: body, info: info, expires: now.Add(info.TTL)})
 			c.mu.Unlock()
+			if evicted {
+				c.Metrics.CacheEvent("lease", "eviction")
+			}
 		} else {
 			c.Forget(key)
 		}

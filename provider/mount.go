@@ -21,6 +21,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/lease"
+	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -45,7 +46,9 @@ type Mounter struct {
 	Keys     KeySource
 	// Leases keeps leased responses per pod and object; nil reads every time.
 	Leases *lease.Cache
-	Log    *slog.Logger
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
 	// ReadConcurrency bounds parallel reads within one mount.
 	ReadConcurrency int
 }
@@ -92,6 +95,7 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 			return vault.Session{}, fmt.Errorf("pod %s: %w", mt.params.Pod, err)
 		}
 		sess, err := vault.Login(ctx, base, mt.cfg.AuthMount, mt.params.Role, tok.Value)
+		m.Metrics.VaultRequest("login", vault.StatusClass(err))
 		if err != nil {
 			return vault.Session{}, explainLogin(err, mt)
 		}
@@ -142,16 +146,23 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 
 // read makes one request, or answers it from the lease cache.
 func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, r vault.Request) ([]byte, error) {
-	readNow := func(ctx context.Context) ([]byte, error) { return vault.Do(ctx, sess.Client, r) }
+	readNow := func(ctx context.Context) ([]byte, error) {
+		body, err := vault.Do(ctx, sess.Client, r)
+		m.Metrics.VaultRequest("read", vault.StatusClass(err))
+		return body, err
+	}
 	if m.Leases == nil {
 		return readNow(ctx)
 	}
 	renew := func(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
-		return vault.RenewLease(ctx, sess.Client, leaseID, increment)
+		ttl, err := vault.RenewLease(ctx, sess.Client, leaseID, increment)
+		m.Metrics.VaultRequest("lease_renew", vault.StatusClass(err))
+		return ttl, err
 	}
 	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, mt.id.Key()+" "+key, renew, readNow)
 	if err == nil {
 		mt.log.Debug("vault request", "method", r.Method, "path", r.Path, "answer", outcome)
+		m.Metrics.CacheEvent("lease", map[lease.Outcome]string{lease.Reused: "hit", lease.Renewed: "renewal", lease.Read: "miss"}[outcome])
 	}
 	return body, err
 }

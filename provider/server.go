@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,15 +49,33 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		defer cancel()
 	}
 	start := time.Now()
+	code, bytes := codes.Internal, 0 // Internal unless the mount returns: a panic is recovered above us
+	done := s.Mounter.Metrics.MountStarted()
+	defer func() { done(code.String(), time.Since(start), bytes) }()
+
 	resp, err := s.Mounter.Mount(ctx, req)
-	log := s.Log.With("duration", time.Since(start).Round(time.Millisecond))
+	log := s.Log.With(mountFields(req.GetAttributes())...).With("duration", time.Since(start).Round(time.Millisecond))
 	if err != nil {
-		code := Code(err)
+		code = Code(err)
 		log.Warn("mount failed", "code", code.String(), "error", err)
 		return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: code.String()}}, status.Error(code, err.Error())
 	}
-	log.Info("mount succeeded", "objects", len(resp.Files))
+	code = codes.OK
+	for _, f := range resp.Files {
+		bytes += len(f.Contents)
+	}
+	log.Info("mount succeeded", "objects", len(resp.Files), "bytes", bytes)
 	return resp, nil
+}
+
+// mountFields names the mount in the one log line each mount gets: pod,
+// namespace and class, read from the attributes (never the tokens in them).
+func mountFields(attributes string) []any {
+	var attrs map[string]string
+	if json.Unmarshal([]byte(attributes), &attrs) != nil {
+		return nil
+	}
+	return []any{"pod", attrs[attrPodName], "namespace", attrs[attrPodNamespace], "class", attrs[attrClassName]}
 }
 
 // recoverPanics answers Internal instead of letting one request's panic take

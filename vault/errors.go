@@ -106,3 +106,16 @@ func cleanMessages(msgs []string) []string {
 	}
 	return out
 }
+
+// StatusClass is the HTTP status class of a call's outcome ("2xx", "4xx",
+// "5xx"), or "error" when Vault did not answer: a bounded metric label.
+func StatusClass(err error) string {
+	if err == nil {
+		return "2xx"
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Status != 0 {
+		return fmt.Sprintf("%dxx", e.Status/100)
+	}
+	return "error"
+}

@@ -130,7 +130,7 @@ func TestBinary(t *testing.T) {
 	assert.Contains(t, string(out), "-cache-size")
 
 	socket := filepath.Join(dir, "vault.sock")
-	cmd := exec.Command(bin, "-endpoint="+socket, "-health-addr=", "-vault-addr="+env.Vault.Addr, "-kubeconfig="+env.Kube.AdminKubeconfig)
+	cmd := exec.Command(bin, "-endpoint="+socket, "-health-addr=", "-metrics-addr=", "-vault-addr="+env.Vault.Addr, "-kubeconfig="+env.Kube.AdminKubeconfig)
 	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
 	var logs strings.Builder
 	cmd.Stderr = &logs

@@ -59,6 +59,7 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 	args := append([]string{
 		"-endpoint=" + socket,
 		"-health-addr=",
+		"-metrics-addr=",
 		"-kubeconfig=" + env.Kube.AdminKubeconfig,
 		"-vault-addr=" + env.Vault.Addr,
 		"-log-level=debug",

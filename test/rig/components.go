@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -303,4 +304,18 @@ func (v *VaultServer) Stop() {
 	if v != nil {
 		v.proc.stop()
 	}
+}
+
+// UnsealKey is the dev server's unseal key, from its log.
+func (v *VaultServer) UnsealKey() (string, error) {
+	b, err := os.ReadFile(v.proc.log)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
+			return strings.TrimSpace(k), nil
+		}
+	}
+	return "", errors.New("no unseal key in the vault dev server's log")
 }
