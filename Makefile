@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN       ?= bin/vault-csi-provider
-FUZZTIME  ?= 20s
+FUZZTIME  ?= 10s
 TOOLS     ?= $(HOME)/.cache/vcp-test/tools
 GOLANGCI_LINT_VERSION ?= v2.6.2
 GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -30,8 +30,10 @@ unit: ## unit tests only (no real components needed)
 integration: test-deps ## integration tests only
 	go test -race -count=1 -v ./test/integration/
 
-fuzz: ## fuzz the parameter and objects parser for FUZZTIME (default 20s)
-	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./provider/
+fuzz: ## run each fuzz target (parameters and objects, paths, token JSON) for FUZZTIME (default 10s)
+	go test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./provider/
+	go test -run='^$$' -fuzz='^FuzzPaths$$' -fuzztime=$(FUZZTIME) ./provider/
+	go test -run='^$$' -fuzz='^FuzzParseTokens$$' -fuzztime=$(FUZZTIME) ./auth/
 
 lint: $(GOLANGCI_LINT) ## gofmt, go vet and golangci-lint
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -72,3 +72,26 @@ func TestTokenSourceWithoutKubernetes(t *testing.T) {
 		assert.Contains(t, err.Error(), "add {audience: "+aud+"} to the CSIDriver's tokenRequests")
 	}
 }
+
+// FuzzParseTokens: the driver's token JSON never panics the parser, and an
+// error never echoes the input.
+func FuzzParseTokens(f *testing.F) {
+	f.Add(`{"vault":{"token":"eyJx","expirationTimestamp":"2030-01-02T03:04:05Z"}}`)
+	f.Add(`{"":{"token":"t"}}`)
+	f.Add(`{"vault":"eyJx"`)
+	f.Add(`null`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		tokens, err := ParseTokens(raw)
+		if err != nil {
+			if len(raw) > 8 && strings.Contains(err.Error(), raw) {
+				t.Fatalf("error echoes the input: %v", err)
+			}
+			return
+		}
+		for aud, tok := range tokens {
+			if tok.Value == "" {
+				t.Fatalf("accepted an empty token for %q", aud)
+			}
+		}
+	})
+}

@@ -73,6 +73,10 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 	}
 	mt.id = auth.Identity{Vault: mt.cfg, Role: params.Role, Audience: params.Audience, Pod: params.Pod}
 	mt.log = m.Log.With("pod", params.Pod.String(), "class", params.Class, "role", params.Role)
+	if len(params.Unknown) > 0 {
+		mt.log.Warn("ignoring unknown SecretProviderClass parameters or object fields: check their spelling",
+			"unknown", params.Unknown, "known_parameters", knownParameters, "known_object_fields", knownObjectFields)
+	}
 
 	base, err := m.Clients.Get(mt.cfg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,8 +124,8 @@ func splitSecretPath(p string) (string, url.Values, error) {
 		return "", nil, fmt.Errorf("secretPath: query %q is malformed: write it like ?version=1", rawQuery)
 	case p == "":
 		return "", nil, errors.New("secretPath: names no Vault path: set the path to read, e.g. secret/data/app")
-	case strings.Contains("/"+p+"/", "/../") || strings.Contains("/"+p+"/", "/./"):
-		return "", nil, fmt.Errorf("secretPath: %q has . or .. elements: write the Vault path plainly", p)
+	case slices.ContainsFunc(strings.Split(p, "/"), func(e string) bool { return e == "" || e == "." || e == ".." }):
+		return "", nil, fmt.Errorf("secretPath: %q has empty, . or .. elements: write the Vault path plainly, e.g. secret/data/app", p)
 	}
 	return p, query, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -57,6 +59,42 @@ type Params struct {
 	// Tokens are the service-account tokens the driver sent, by audience.
 	Tokens      map[string]auth.Token
 	DefaultMode fs.FileMode
+	// Unknown lists parameters and object fields the provider ignores
+	// (typos, most likely): the mount goes on and a warning names them.
+	Unknown []string
+}
+
+// knownParameters are the SecretProviderClass parameters the provider reads.
+var knownParameters = []string{
+	paramRoleName, paramVaultAddress, paramVaultNamespace, paramKubernetesMount, paramAuthMount, paramAudience,
+	paramCACertPath, paramCADirectory, paramTLSServerName, paramSkipTLSVerify, paramTLSClientCertPath,
+	paramTLSClientKeyPath, paramObjects,
+}
+
+// knownObjectFields are the fields of one object.
+var knownObjectFields = []string{"objectName", "secretPath", "secretKey", "secretArgs", "method", "encoding", "filePermission"}
+
+// unknownKeys lists the attributes that are neither parameters nor set by the
+// driver and kubelet, and the object fields that are not known.
+func unknownKeys(attrs map[string]string) []string {
+	var out []string
+	for k := range attrs {
+		if !slices.Contains(knownParameters, k) && k != attrClassName && !strings.HasPrefix(k, "csi.storage.k8s.io/") {
+			out = append(out, k)
+		}
+	}
+	var objects []map[string]any
+	if yaml.Unmarshal([]byte(attrs[paramObjects]), &objects) == nil {
+		for i, o := range objects {
+			for k := range o {
+				if !slices.Contains(knownObjectFields, k) {
+					out = append(out, fmt.Sprintf("%s[%d].%s", paramObjects, i, k))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // parseRequest turns the MountRequest's attributes, secrets and permission
@@ -141,6 +179,7 @@ func parseRequest(attributesJSON, secretsJSON, permission string) (Params, error
 	if err := errors.Join(problems...); err != nil {
 		return Params{}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
 	}
+	p.Unknown = unknownKeys(attrs)
 	return p, nil
 }
 

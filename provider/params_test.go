@@ -109,6 +109,14 @@ func TestParseRequest(t *testing.T) {
 			},
 		},
 		{
+			name: "unknown parameters and object fields are listed, not fatal",
+			params: map[string]string{"vaultAdress": "https://typo:8200", "objects": "- {objectName: a, secretPath: kv/a, secretkey: k}",
+				"csi.storage.k8s.io/ephemeral": "true"},
+			check: func(t *testing.T, p Params) {
+				assert.Equal(t, []string{"objects[0].secretkey", "vaultAdress"}, p.Unknown)
+			},
+		},
+		{
 			name:    "missing role and objects are both reported",
 			params:  map[string]string{paramRoleName: "<unset>", paramObjects: "<unset>"},
 			wantErr: []string{"roleName: missing", "objects: missing"},
@@ -204,7 +212,8 @@ func TestParseObjects(t *testing.T) {
 		{name: "decimal-looking mode", yaml: "- {objectName: a, secretPath: kv/a, filePermission: 600}", wantErr: []string{"leading zero"}},
 		{name: "not a list", yaml: "objectName: a", wantErr: []string{"not a YAML list"}},
 		{name: "empty list", yaml: "[]", wantErr: []string{"empty"}},
-		{name: "vault path with dot-dot", yaml: "- {objectName: a, secretPath: secret/../sys/raw}", wantErr: []string{". or .. elements"}},
+		{name: "vault path with dot-dot", yaml: "- {objectName: a, secretPath: secret/../sys/raw}", wantErr: []string{"empty, . or .. elements"}},
+		{name: "vault path with an empty element", yaml: "- {objectName: a, secretPath: secret//data/app}", wantErr: []string{"empty, . or .. elements"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
