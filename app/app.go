@@ -87,6 +87,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Keys:            keys,
 			Leases:          leases,
 			Metrics:         m,
+			Overrides:       overridePolicy(proc, kubeClient),
 			Log:             log.With("component", "mount"),
 			ReadConcurrency: proc.ReadConcurrency,
 		},
@@ -134,6 +135,17 @@ func readiness(ctx context.Context, proc config.Process, clients *vault.Clients,
 	probe := health.NewVaultProbe(client, proc.VaultHealthInterval, log)
 	go probe.Run(ctx)
 	return func() bool { return serving.Load() && probe.Healthy(3*proc.VaultHealthInterval) }, nil
+}
+
+// overridePolicy reads SecretProviderClasses with the provider's client.
+func overridePolicy(proc config.Process, client kubernetes.Interface) provider.OverridePolicy {
+	o := provider.OverridePolicy{Allowed: proc.AllowPodOverrides}
+	if client != nil {
+		o.Classes = func(ctx context.Context, namespace, name string) (map[string]string, error) {
+			return kube.ClassParameters(ctx, client, namespace, name)
+		}
+	}
+	return o
 }
 
 // watchPods revokes the Vault tokens (and so the leases) of this node's pods

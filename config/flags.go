@@ -21,6 +21,9 @@ type Process struct {
 	CacheSize      int
 	Kubeconfig     string
 	VaultTimeout   time.Duration
+	// AllowPodOverrides are the sensitive parameters pods may set in their
+	// volumeAttributes ("*" for all).
+	AllowPodOverrides []string
 	// VaultHealthInterval is how often readiness asks Vault's sys/health.
 	VaultHealthInterval time.Duration
 	PrintVersion        bool
@@ -83,6 +86,14 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	fs.StringVar(&flagVault.ClientKey, "vault-tls-client-key", "", "client key for mutual TLS with Vault (env "+EnvClientKey+")")
 	fs.StringVar(&skipVerify, "vault-tls-skip-verify", "", "turn off verification of Vault's TLS certificate: true or false (env "+EnvSkipVerify+")")
 
+	fs.Func("allow-pod-overrides", "comma-separated parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass: vaultAddress, vaultCACertPath, vaultCADirectory, vaultTLSServerName, vaultSkipTLSVerify, vaultTLSClientCertPath, vaultTLSClientKeyPath, or * for all (default: none)", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				p.AllowPodOverrides = append(p.AllowPodOverrides, f)
+			}
+		}
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return Process{}, err
 	}

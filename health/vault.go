@@ -39,7 +39,7 @@ func (p *VaultProbe) Run(ctx context.Context) {
 }
 
 func (p *VaultProbe) check(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, p.interval)
+	ctx, cancel := context.WithTimeout(ctx, max(p.interval, time.Second))
 	defer cancel()
 	resp, err := p.client.Sys().HealthWithContext(ctx)
 	good := err == nil && resp.Initialized && !resp.Sealed

@@ -74,7 +74,7 @@ func Code(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, ErrDecode):
 		return codes.InvalidArgument
-	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden):
+	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden), errors.Is(err, ErrPodOverride):
 		return codes.PermissionDenied
 	case errors.Is(err, vault.ErrNotFound), errors.Is(err, ErrSecretKeyNotFound), errors.Is(err, vault.ErrEmptyResponse):
 		return codes.NotFound

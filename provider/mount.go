@@ -46,6 +46,8 @@ type Mounter struct {
 	Keys     KeySource
 	// Leases keeps leased responses per pod and object; nil reads every time.
 	Leases *lease.Cache
+	// Overrides decides which sensitive parameters pods may set.
+	Overrides OverridePolicy
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
@@ -65,6 +67,9 @@ type mount struct {
 func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
 	params, err := parseRequest(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
 	if err != nil {
+		return nil, err
+	}
+	if err := m.Overrides.check(ctx, params); err != nil {
 		return nil, err
 	}
 	mt := mount{

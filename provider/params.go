@@ -62,6 +62,8 @@ type Params struct {
 	// Unknown lists parameters and object fields the provider ignores
 	// (typos, most likely): the mount goes on and a warning names them.
 	Unknown []string
+
+	attrs map[string]string // as the driver sent them, for the override check
 }
 
 // knownParameters are the SecretProviderClass parameters the provider reads.
@@ -180,6 +182,7 @@ func parseRequest(attributesJSON, secretsJSON, permission string) (Params, error
 		return Params{}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
 	}
 	p.Unknown = unknownKeys(attrs)
+	p.attrs = attrs
 	return p, nil
 }
 

@@ -92,7 +92,7 @@ func (r *Rig) bootstrapKube(ctx context.Context) error {
 		return err
 	}
 	r.ReviewerJWT = tok.Status.Token
-	return nil
+	return r.installClassCRD(ctx)
 }
 
 // jwksPEM fetches the apiserver's JWKS and returns its keys as PEM, the form

@@ -149,7 +149,8 @@ func (r *Rig) KubeletToken(ctx context.Context, pod Pod, audience string) (Token
 // Kubernetes 1.35+).
 func MountRequest(pod Pod, params map[string]string, tokens map[string]Token, inSecrets bool, permission string) (*v1alpha1.MountRequest, error) {
 	attrs := map[string]string{
-		"secretProviderClass":                    "test-class",
+		"secretProviderClass": "test-class", // params may name another
+
 		"csi.storage.k8s.io/pod.name":            pod.Name,
 		"csi.storage.k8s.io/pod.namespace":       pod.Namespace,
 		"csi.storage.k8s.io/pod.uid":             pod.UID,

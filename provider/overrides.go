@@ -1,0 +1,72 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// ErrPodOverride means a pod's volumeAttributes set a parameter that only
+// the SecretProviderClass (or the operator) may set.
+var ErrPodOverride = errors.New("parameter set by the pod")
+
+// sensitiveParameters could make the provider read files of the node, stop
+// verifying Vault's certificate, or send the pod's token to another server.
+var sensitiveParameters = []string{
+	paramVaultAddress, paramCACertPath, paramCADirectory, paramTLSServerName,
+	paramSkipTLSVerify, paramTLSClientCertPath, paramTLSClientKeyPath,
+}
+
+// ClassSource reads a SecretProviderClass's spec.parameters.
+type ClassSource func(ctx context.Context, namespace, name string) (map[string]string, error)
+
+// OverridePolicy decides which sensitive parameters a pod's volumeAttributes
+// may set. The driver merges the pod's volumeAttributes over the class's
+// parameters, so the provider compares what it got with the class itself: a
+// sensitive value that differs came from the pod.
+type OverridePolicy struct {
+	// Allowed are the parameters pods may set anyway ("*": all, no check).
+	Allowed []string
+	// Classes reads the class; nil means it cannot be read.
+	Classes ClassSource
+}
+
+// check returns an error naming each sensitive parameter the pod set.
+func (o OverridePolicy) check(ctx context.Context, p Params) error {
+	if slices.Contains(o.Allowed, "*") {
+		return nil
+	}
+	var present []string
+	for _, k := range sensitiveParameters {
+		if _, ok := p.attrs[k]; ok && !slices.Contains(o.Allowed, k) {
+			present = append(present, k)
+		}
+	}
+	if len(present) == 0 {
+		return nil
+	}
+	if o.Classes == nil {
+		return fmt.Errorf("%w: cannot check who set %s: the provider has no Kubernetes access to read SecretProviderClass %s/%s; run it with Kubernetes access, or let pods set them with -allow-pod-overrides",
+			ErrPodOverride, strings.Join(present, ", "), p.Pod.Namespace, p.Class)
+	}
+	class, err := o.Classes(ctx, p.Pod.Namespace, p.Class)
+	if err != nil {
+		return fmt.Errorf("%w: cannot check who set %s: reading SecretProviderClass %s/%s failed (%w); grant the provider get on secretproviderclasses.secrets-store.csi.x-k8s.io, or let pods set them with -allow-pod-overrides",
+			ErrPodOverride, strings.Join(present, ", "), p.Pod.Namespace, p.Class, err)
+	}
+	var byPod []string
+	for _, k := range present {
+		if v, ok := class[k]; !ok || v != p.attrs[k] {
+			byPod = append(byPod, k)
+		}
+	}
+	if len(byPod) == 0 {
+		return nil
+	}
+	sort.Strings(byPod)
+	return fmt.Errorf("%w: pod %s sets %s in its volumeAttributes; only the SecretProviderClass %q may set them (they choose which Vault gets the pod's token and which files and TLS checks the provider uses): move them to the class, or have the operator allow them with -allow-pod-overrides=%s",
+		ErrPodOverride, p.Pod, strings.Join(byPod, ", "), p.Class, strings.Join(byPod, ","))
+}
