@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -123,18 +124,27 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // readiness is true while the socket is served and, when the operator set a
-// Vault address (-vault-addr or VAULT_ADDR), Vault answered healthy recently.
+// Vault address (-vault-addr or VAULT_ADDR), Vault (any of the addresses)
+// answered healthy recently.
 func readiness(ctx context.Context, proc config.Process, clients *vault.Clients, serving *atomic.Bool, log *slog.Logger) (func() bool, error) {
 	if proc.Vault.Address == config.DefaultVaultAddress {
 		return serving.Load, nil
 	}
-	client, err := clients.Get(proc.Vault)
-	if err != nil {
-		return nil, err
+	var probes []*health.VaultProbe
+	for _, addr := range config.SplitAddresses(proc.Vault.Address) {
+		cfg := proc.Vault
+		cfg.Address = addr
+		client, err := clients.Get(cfg)
+		if err != nil {
+			return nil, err
+		}
+		probe := health.NewVaultProbe(client, proc.VaultHealthInterval, log)
+		go probe.Run(ctx)
+		probes = append(probes, probe)
 	}
-	probe := health.NewVaultProbe(client, proc.VaultHealthInterval, log)
-	go probe.Run(ctx)
-	return func() bool { return serving.Load() && probe.Healthy(3*proc.VaultHealthInterval) }, nil
+	return func() bool {
+		return serving.Load() && slices.ContainsFunc(probes, func(p *health.VaultProbe) bool { return p.Healthy(3 * proc.VaultHealthInterval) })
+	}, nil
 }
 
 // overridePolicy reads SecretProviderClasses with the provider's client.

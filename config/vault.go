@@ -124,3 +124,18 @@ func NormalizeMount(m string) string {
 	m = strings.Trim(m, "/")
 	return strings.Trim(strings.TrimPrefix(m, "auth/"), "/")
 }
+
+// SplitAddresses reads an address setting that may list several Vault
+// addresses, comma-separated, to be tried in order.
+func SplitAddresses(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return []string{s}
+	}
+	return out
+}

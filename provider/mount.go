@@ -72,26 +72,34 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 	if err := m.Overrides.check(ctx, params); err != nil {
 		return nil, err
 	}
-	mt := mount{
-		params: params,
-		cfg:    config.Layers(m.Defaults, params.Vault),
-	}
-	mt.id = auth.Identity{Vault: mt.cfg, Role: params.Role, Audience: params.Audience, Pod: params.Pod}
-	mt.log = m.Log.With("pod", params.Pod.String(), "class", params.Class, "role", params.Role)
+	cfg := config.Layers(m.Defaults, params.Vault)
+	log := m.Log.With("pod", params.Pod.String(), "class", params.Class, "role", params.Role)
 	if len(params.Unknown) > 0 {
-		mt.log.Warn("ignoring unknown SecretProviderClass parameters or object fields: check their spelling",
+		log.Warn("ignoring unknown SecretProviderClass parameters or object fields: check their spelling",
 			"unknown", params.Unknown, "known_parameters", knownParameters, "known_object_fields", knownObjectFields)
 	}
-
-	base, err := m.Clients.Get(mt.cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
+	// Several addresses: try them in order, moving on only while Vault is unavailable.
+	var err2 error
+	addresses := config.SplitAddresses(cfg.Address)
+	for i, addr := range addresses {
+		mt := mount{params: params, cfg: cfg, log: log}
+		mt.cfg.Address = addr
+		mt.id = auth.Identity{Vault: mt.cfg, Role: params.Role, Audience: params.Audience, Pod: params.Pod}
+		base, err := m.Clients.Get(mt.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
+		}
+		bodies, err := m.readWithSession(ctx, mt, base)
+		if err == nil {
+			return m.respond(ctx, mt, bodies)
+		}
+		err2 = err
+		if !errors.Is(err, vault.ErrUnavailable) || ctx.Err() != nil || i == len(addresses)-1 {
+			break
+		}
+		log.Warn("vault unavailable; trying the next address", "addr", addr, "next", addresses[i+1], "error", err)
 	}
-	bodies, err := m.readWithSession(ctx, mt, base)
-	if err != nil {
-		return nil, err
-	}
-	return m.respond(ctx, mt, bodies)
+	return nil, err2
 }
 
 // readWithSession logs in (or reuses the cached token) and reads every

@@ -204,13 +204,17 @@ func authMount(authPath, kubernetesPath string) (string, error) {
 	return m, nil
 }
 
-func validateAddress(addr string) error {
-	if addr == "" {
+// validateAddress checks a Vault address, or a comma-separated list of
+// addresses tried in order.
+func validateAddress(addrs string) error {
+	if addrs == "" {
 		return nil
 	}
-	u, err := url.Parse(addr)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: %q is not a Vault address: use a URL such as https://vault.vault.svc:8200", paramVaultAddress, addr)
+	for _, addr := range config.SplitAddresses(addrs) {
+		u, err := url.Parse(addr)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s: %q is not a Vault address: use a URL such as https://vault.vault.svc:8200, or several separated by commas", paramVaultAddress, addr)
+		}
 	}
 	return nil
 }
