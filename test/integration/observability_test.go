@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,4 +95,38 @@ func TestReadinessFollowsVault(t *testing.T) {
 	_, err = v.Root.Sys().UnsealWithContext(context.Background(), key)
 	require.NoError(t, err)
 	assert.Eventually(t, func() bool { return status("/health/ready") == http.StatusOK }, 10*time.Second, 50*time.Millisecond, "ready again once unsealed")
+}
+
+// TestDashboardQueriesExportedMetrics: every metric the Grafana dashboard in
+// charts/ queries is one the provider exports, so the dashboard cannot drift.
+func TestDashboardQueriesExportedMetrics(t *testing.T) {
+	port, err := rig.FreePort()
+	require.NoError(t, err)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p := startProvider(t, "-metrics-addr="+addr)
+	_, err = p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}})
+	require.NoError(t, err)
+	exported := scrape(t, addr)
+
+	raw, err := os.ReadFile("../../charts/vault-csi-provider/dashboards/vault-csi-provider.json")
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+	require.NotEmpty(t, dash.Panels)
+	metric := regexp.MustCompile(`\b(vault_csi_provider_[a-z_]+|process_[a-z_]+)`)
+	for _, panel := range dash.Panels {
+		for _, target := range panel.Targets {
+			for _, name := range metric.FindAllString(target.Expr, -1) {
+				base := strings.TrimSuffix(name, "_bucket")
+				assert.Contains(t, exported, "# TYPE "+base+" ", "panel %q queries %s", panel.Title, name)
+			}
+		}
+	}
 }
