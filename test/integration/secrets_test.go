@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,14 +13,20 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
 // TestSecretsNeverLogged plants secret values and tokens, drives the mount
 // down its success and failure paths at debug level, and checks that no log
-// line and no error returned to the driver contains any of them.
+// line, no error returned to the driver (which the kubelet turns into the
+// pod's events) and no metric contains any of them, nor the HMAC key.
 func TestSecretsNeverLogged(t *testing.T) {
 	hmacName := "vcp-planted-key"
-	p := startProvider(t, "-hmac-secret-name="+hmacName)
+	port, err := rig.FreePort()
+	require.NoError(t, err)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
+	p := startProvider(t, "-hmac-secret-name="+hmacName, "-metrics-addr="+metricsAddr)
 	app := createPod(t, appServiceAccount)
 	intruder := createPod(t, otherServiceAccount)
 	role := map[string]string{"roleName": kubeRole}
@@ -58,7 +65,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(bad.Attributes), &attrs))
 	attrs["csi.storage.k8s.io/serviceAccount.tokens"] = `{"vault": "eyJhbGciOiJSUzI1NiJ9.planted-token-in-bad-json"`
 	bad.Attributes = mustJSON(t, attrs)
-	_, err := p.client.Mount(context.Background(), bad)
+	_, err = p.client.Mount(context.Background(), bad)
 	require.Error(t, err)
 	errs = append(errs, err.Error())
 	planted = append(planted, "planted-token-in-bad-json")
@@ -71,7 +78,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 	require.Len(t, errs, 6, "every failure path was taken: %v", errs)
 	logs := p.logs.String()
 	require.Contains(t, logs, "mount succeeded")
-	everything := logs + "\n" + strings.Join(errs, "\n")
+	// Events are the kubelet's copies of these errors; metrics are scraped.
+	everything := logs + "\n" + strings.Join(errs, "\n") + "\n" + scrape(t, metricsAddr)
 	for _, s := range planted {
 		assert.NotContains(t, everything, s)
 	}
