@@ -10,6 +10,7 @@
 #   kube-apiserver  Kubernetes 1.34.4
 #   etcd            Debian's etcd-server package
 #   postgres        Debian's postgresql package (for database secrets)
+#   helm            Helm, to render and check the chart
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,6 +65,18 @@ build_kube() {
 	ln -sfn "$dir/kube-apiserver" "$bin/kube-apiserver"
 }
 
+helm_version=v3.19.0
+
+build_helm() {
+	local dir=$cache/helm-$helm_version
+	if [[ ! -x $dir/helm ]]; then
+		say "building helm $helm_version"
+		mkdir -p "$dir"
+		(cd "$dir" && GOBIN=$dir CGO_ENABLED=0 go install -trimpath "helm.sh/helm/v3/cmd/helm@$helm_version")
+	fi
+	ln -sfn "$dir/helm" "$bin/helm"
+}
+
 ensure_etcd() {
 	if ! command -v etcd >/dev/null; then
 		apt_install etcd-server
@@ -102,9 +115,12 @@ build_vault >"$logs/vault.log" 2>&1 &
 vault_pid=$!
 build_kube >"$logs/kube.log" 2>&1 &
 kube_pid=$!
+build_helm >"$logs/helm.log" 2>&1 &
+helm_pid=$!
 status=0
 wait $vault_pid || { say "vault build failed:"; tail -n 30 "$logs/vault.log" >&2; status=1; }
 wait $kube_pid || { say "kube-apiserver build failed:"; tail -n 30 "$logs/kube.log" >&2; status=1; }
-cat "$logs/vault.log" "$logs/kube.log" >&2
+wait $helm_pid || { say "helm build failed:"; tail -n 30 "$logs/helm.log" >&2; status=1; }
+cat "$logs/vault.log" "$logs/kube.log" "$logs/helm.log" >&2
 [[ $status -eq 0 ]] && say "components ready in $bin"
 exit $status

@@ -1,0 +1,202 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
+)
+
+const chartDir = "../../charts/vault-csi-provider"
+
+// helmTemplate renders the chart with helm (built by build.sh) and returns
+// its objects by kind.
+func helmTemplate(t *testing.T, sets ...string) (map[string][]*unstructured.Unstructured, error) {
+	t.Helper()
+	args := []string{"template", "vcp", chartDir, "--namespace", providerNamespace}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	out, err := exec.Command(filepath.Join(rig.BinDir(), "helm"), args...).CombinedOutput()
+	if err != nil {
+		return nil, &helmError{string(out)}
+	}
+	objs := map[string][]*unstructured.Unstructured{}
+	for _, doc := range strings.Split(string(out), "\n---") {
+		var m map[string]any
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &m))
+		if len(m) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		objs[u.GetKind()] = append(objs[u.GetKind()], u)
+	}
+	return objs, nil
+}
+
+type helmError struct{ out string }
+
+func (e *helmError) Error() string { return e.out }
+
+func field(t *testing.T, u *unstructured.Unstructured, path ...string) any {
+	t.Helper()
+	v, found, err := unstructured.NestedFieldNoCopy(u.Object, path...)
+	require.NoError(t, err)
+	require.True(t, found, "%s has %v", u.GetKind(), path)
+	return v
+}
+
+func container(t *testing.T, ds *unstructured.Unstructured) map[string]any {
+	t.Helper()
+	cs := field(t, ds, "spec", "template", "spec", "containers").([]any)
+	require.Len(t, cs, 1)
+	return cs[0].(map[string]any)
+}
+
+func TestChartDefaults(t *testing.T) {
+	objs, err := helmTemplate(t)
+	require.NoError(t, err)
+	require.Len(t, objs["DaemonSet"], 1)
+	ds := objs["DaemonSet"][0]
+
+	vols := field(t, ds, "spec", "template", "spec", "volumes").([]any)
+	assert.Equal(t, "/var/run/secrets-store-csi-providers", vols[0].(map[string]any)["hostPath"].(map[string]any)["path"])
+	assert.Equal(t, "RuntimeDefault", field(t, ds, "spec", "template", "spec", "securityContext", "seccompProfile", "type"))
+	c := container(t, ds)
+	sc := c["securityContext"].(map[string]any)
+	assert.Equal(t, false, sc["privileged"])
+	assert.Equal(t, false, sc["allowPrivilegeEscalation"])
+	assert.Equal(t, true, sc["readOnlyRootFilesystem"])
+	assert.Equal(t, []any{"ALL"}, sc["capabilities"].(map[string]any)["drop"])
+	args := strings.Join(toStrings(c["args"]), " ")
+	for _, a := range []string{"-endpoint=/provider/vault.sock", "-health-addr=:8080", "-metrics-addr=:8081", "-vault-mount=kubernetes", "-log-format=json"} {
+		assert.Contains(t, args, a)
+	}
+	assert.NotContains(t, args, "-vault-addr", "no address unless set")
+	env, _ := json.Marshal(c["env"])
+	assert.Contains(t, string(env), `"fieldPath":"spec.nodeName"`)
+	assert.Equal(t, "/health/ready", c["readinessProbe"].(map[string]any)["httpGet"].(map[string]any)["path"])
+
+	rules, _ := json.Marshal(field(t, objs["ClusterRole"][0], "rules"))
+	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["serviceaccounts/token"],"verbs":["create"]},
+		{"apiGroups":[""],"resources":["pods"],"verbs":["list","watch"]},
+		{"apiGroups":["secrets-store.csi.x-k8s.io"],"resources":["secretproviderclasses"],"verbs":["get"]}]`, string(rules))
+	rules, _ = json.Marshal(field(t, objs["Role"][0], "rules"))
+	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get"]},
+		{"apiGroups":[""],"resources":["secrets"],"verbs":["create"]}]`, string(rules))
+	assert.Empty(t, objs["ServiceMonitor"], "off by default")
+}
+
+func TestChartOptions(t *testing.T) {
+	objs, err := helmTemplate(t,
+		"vault.address=https://vault.vault.svc:8200", "providersDir=/etc/kubernetes/secrets-store-csi-providers",
+		"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "dashboard.enabled=true",
+		"image.digest=sha256:"+strings.Repeat("a", 64), "allowPodOverrides={vaultAddress}", "hostNetwork=true",
+		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical")
+	require.NoError(t, err)
+	ds := objs["DaemonSet"][0]
+	c := container(t, ds)
+	args := strings.Join(toStrings(c["args"]), " ")
+	for _, a := range []string{"-vault-addr=https://vault.vault.svc:8200", "-allow-pod-overrides=vaultAddress", "-vault-timeout=30s"} {
+		assert.Contains(t, args, a)
+	}
+	assert.Equal(t, "vault-csi-provider@sha256:"+strings.Repeat("a", 64), c["image"])
+	assert.Equal(t, true, field(t, ds, "spec", "template", "spec", "hostNetwork"))
+	assert.Equal(t, "system-node-critical", field(t, ds, "spec", "template", "spec", "priorityClassName"))
+	vols := field(t, ds, "spec", "template", "spec", "volumes").([]any)
+	assert.Equal(t, "/etc/kubernetes/secrets-store-csi-providers", vols[0].(map[string]any)["hostPath"].(map[string]any)["path"])
+
+	require.Len(t, objs["ServiceMonitor"], 1)
+	sm := objs["ServiceMonitor"][0]
+	assert.Equal(t, "prom", sm.GetLabels()["release"])
+	ep := field(t, sm, "spec", "endpoints").([]any)[0].(map[string]any)
+	assert.Equal(t, "metrics", ep["port"])
+	assert.Equal(t, "/metrics", ep["path"])
+	dash := field(t, objs["ConfigMap"][0], "data", "vault-csi-provider.json").(string)
+	assert.True(t, json.Valid([]byte(dash)), "the dashboard ConfigMap holds the dashboard JSON")
+}
+
+func TestChartSchemaRejectsBadValues(t *testing.T) {
+	for _, set := range []string{"logLevel=loud", "vault.address=vault:8200", "cacheSize=-1", "allowPodOverrides={roleName}", "image.digest=latest"} {
+		_, err := helmTemplate(t, set)
+		require.Error(t, err, set)
+		assert.Contains(t, err.Error(), strings.SplitN(strings.SplitN(set, "=", 2)[0], ".", 2)[0], set)
+	}
+}
+
+// serviceMonitorCRD is enough of prometheus-operator's CRD for a dry run.
+const serviceMonitorCRD = `{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+ "metadata":{"name":"servicemonitors.monitoring.coreos.com"},
+ "spec":{"group":"monitoring.coreos.com","scope":"Namespaced",
+  "names":{"plural":"servicemonitors","singular":"servicemonitor","kind":"ServiceMonitor","listKind":"ServiceMonitorList"},
+  "versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}`
+
+// TestChartServerSideDryRun: every object the chart renders, with every
+// option on, is accepted by a real kube-apiserver (dry run, nothing stored).
+func TestChartServerSideDryRun(t *testing.T) {
+	ctx := context.Background()
+	rc := env.Kube.AdminClient.Discovery().RESTClient()
+	_, err := rc.Post().AbsPath("/apis/apiextensions.k8s.io/v1/customresourcedefinitions").SetHeader("Content-Type", "application/json").Body([]byte(serviceMonitorCRD)).DoRaw(ctx)
+	require.NoError(t, err)
+	objs, err := helmTemplate(t, "vault.address=https://vault:8200", "metrics.serviceMonitor.enabled=true", "dashboard.enabled=true", "hostNetwork=true")
+	require.NoError(t, err)
+
+	dyn, err := dynamic.NewForConfig(env.Kube.Admin)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(env.Kube.AdminClient.Discovery()))
+	for kind, list := range objs {
+		for _, u := range list {
+			gvk := u.GroupVersionKind()
+			var m *restmapperMapping
+			require.Eventually(t, func() bool {
+				mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+				if err != nil {
+					mapper.Reset()
+					return false
+				}
+				m = &restmapperMapping{mapping.Resource.Group, mapping.Resource.Version, mapping.Resource.Resource, mapping.Scope.Name() == "namespace"}
+				return true
+			}, 10*time.Second, 100*time.Millisecond, "the apiserver serves %s", kind)
+			res := dyn.Resource(m.gvr())
+			var ri dynamic.ResourceInterface = res
+			if m.namespaced {
+				ri = res.Namespace(providerNamespace)
+			}
+			_, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			assert.NoError(t, err, "%s %s", kind, u.GetName())
+		}
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+type restmapperMapping struct {
+	group, version, resource string
+	namespaced               bool
+}
+
+func (m *restmapperMapping) gvr() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: m.group, Version: m.version, Resource: m.resource}
+}
