@@ -9,7 +9,7 @@ TOOLS     ?= $(HOME)/.cache/vcp-test/tools
 GOLANGCI_LINT_VERSION ?= v2.6.2
 GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-.PHONY: help build test test-deps unit integration fuzz lint clean bench
+.PHONY: help build test test-deps unit integration fuzz lint clean bench manifests
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,3 +50,6 @@ clean: ## remove build output
 
 bench: test-deps ## benchmark the provider against real Vault, apiserver and Postgres; prints a table
 	go run ./test/bench $(BENCH_ARGS)
+
+manifests: test-deps ## regenerate manifests/vault-csi-provider.yaml from the chart's defaults
+	UPDATE_MANIFESTS=1 go test -count=1 -run TestManifestsMatchChart ./test/integration/

@@ -274,3 +274,13 @@ func jsonProblem(err error) string {
 	}
 	return "malformed JSON"
 }
+
+// CheckParameters validates a SecretProviderClass's parameters as a mount
+// would, without a pod or Vault: for manifests, examples and tools.
+func CheckParameters(parameters map[string]string) (Params, error) {
+	attrs, err := json.Marshal(parameters)
+	if err != nil {
+		return Params{}, err
+	}
+	return parseRequest(string(attrs), "null", "420")
+}

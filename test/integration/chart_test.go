@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
@@ -157,31 +157,43 @@ func TestChartServerSideDryRun(t *testing.T) {
 	objs, err := helmTemplate(t, "vault.address=https://vault:8200", "metrics.serviceMonitor.enabled=true", "dashboard.enabled=true", "hostNetwork=true")
 	require.NoError(t, err)
 
+	for kind, list := range objs {
+		for _, u := range list {
+			assert.NoError(t, createObject(t, u, true), "%s %s", kind, u.GetName())
+		}
+	}
+}
+
+// dynamicFor is the dynamic client for u's kind, namespaced as u is.
+func dynamicFor(t *testing.T, u *unstructured.Unstructured) dynamic.ResourceInterface {
+	t.Helper()
 	dyn, err := dynamic.NewForConfig(env.Kube.Admin)
 	require.NoError(t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(env.Kube.AdminClient.Discovery()))
-	for kind, list := range objs {
-		for _, u := range list {
-			gvk := u.GroupVersionKind()
-			var m *restmapperMapping
-			require.Eventually(t, func() bool {
-				mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				if err != nil {
-					mapper.Reset()
-					return false
-				}
-				m = &restmapperMapping{mapping.Resource.Group, mapping.Resource.Version, mapping.Resource.Resource, mapping.Scope.Name() == "namespace"}
-				return true
-			}, 10*time.Second, 100*time.Millisecond, "the apiserver serves %s", kind)
-			res := dyn.Resource(m.gvr())
-			var ri dynamic.ResourceInterface = res
-			if m.namespaced {
-				ri = res.Namespace(providerNamespace)
-			}
-			_, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-			assert.NoError(t, err, "%s %s", kind, u.GetName())
+	gvk := u.GroupVersionKind()
+	var mapping *meta.RESTMapping
+	require.Eventually(t, func() bool { // a CRD just created takes a moment to be served
+		mapping, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			mapper.Reset()
 		}
+		return err == nil
+	}, 10*time.Second, 100*time.Millisecond, "the apiserver serves %s", gvk)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		ns := u.GetNamespace()
+		if ns == "" {
+			ns = providerNamespace
+		}
+		return dyn.Resource(mapping.Resource).Namespace(ns)
 	}
+	return dyn.Resource(mapping.Resource)
+}
+
+func metav1CreateOptions(dryRun bool) metav1.CreateOptions {
+	if dryRun {
+		return metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	}
+	return metav1.CreateOptions{}
 }
 
 func toStrings(v any) []string {
@@ -190,13 +202,4 @@ func toStrings(v any) []string {
 		out = append(out, x.(string))
 	}
 	return out
-}
-
-type restmapperMapping struct {
-	group, version, resource string
-	namespaced               bool
-}
-
-func (m *restmapperMapping) gvr() schema.GroupVersionResource {
-	return schema.GroupVersionResource{Group: m.group, Version: m.version, Resource: m.resource}
 }
