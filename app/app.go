@@ -76,8 +76,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		leases.Metrics = m
 	}
 	clients := vault.NewClients(proc.VaultTimeout)
-	if err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods")); err != nil {
+	watching, err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods"))
+	if err != nil {
 		return err
+	}
+	if watching && proc.RenewInterval > 0 {
+		go renewInBackground(ctx, proc.RenewInterval, proc.VaultTimeout, sessions, leases)
 	}
 	srv := &provider.Server{
 		Mounter: &provider.Mounter{
@@ -160,14 +164,14 @@ func overridePolicy(proc config.Process, client kubernetes.Interface) provider.O
 
 // watchPods revokes the Vault tokens (and so the leases) of this node's pods
 // when they are deleted.
-func watchPods(ctx context.Context, proc config.Process, client kubernetes.Interface, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) error {
+func watchPods(ctx context.Context, proc config.Process, client kubernetes.Interface, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) (bool, error) {
 	switch {
 	case proc.NodeName == "":
-		log.Warn("no -node-name (NODE_NAME): Vault tokens and leases of deleted pods are left to expire instead of being revoked")
-		return nil
+		log.Warn("no -node-name (NODE_NAME): Vault tokens and leases of deleted pods are left to expire instead of being revoked, and none is renewed in the background")
+		return false, nil
 	case client == nil:
-		log.Warn("no Kubernetes access: Vault tokens and leases of deleted pods are left to expire instead of being revoked")
-		return nil
+		log.Warn("no Kubernetes access: Vault tokens and leases of deleted pods are left to expire instead of being revoked, and none is renewed in the background")
+		return false, nil
 	}
 	gone := func(uid string) {
 		revokeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), proc.VaultTimeout)
@@ -183,7 +187,27 @@ func watchPods(ctx context.Context, proc config.Process, client kubernetes.Inter
 			log.Info("revoked the Vault tokens and leases of a deleted pod", "pod_uid", uid, "tokens", n)
 		}
 	}
-	return kube.WatchPodDeletions(ctx, client, proc.NodeName, gone, log)
+	return true, kube.WatchPodDeletions(ctx, client, proc.NodeName, gone, log)
+}
+
+// renewInBackground keeps the tokens and leases of this node's live pods
+// renewed (those of deleted pods are revoked and dropped by watchPods).
+func renewInBackground(ctx context.Context, every, timeout time.Duration, sessions *auth.Sessions, leases *lease.Cache) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		passCtx, cancel := context.WithTimeout(ctx, timeout)
+		sessions.RenewDue(passCtx)
+		if leases != nil {
+			leases.RenewDue(passCtx)
+		}
+		cancel()
+	}
 }
 
 func newLogger(proc config.Process, w io.Writer) *slog.Logger {

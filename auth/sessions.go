@@ -150,13 +150,7 @@ func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bo
 		s.Metrics.CacheEvent("token", "hit")
 		return cs.session, true
 	case cs.session.Renewable && left > 0:
-		ttl, err := s.Renew(ctx, cs.session)
-		s.Metrics.VaultRequest("token_renew", vault.StatusClass(err))
-		if err == nil && ttl >= cs.session.TTL/2 {
-			s.Metrics.CacheEvent("token", "renewal")
-			s.mu.Lock()
-			cs.expires = s.now().Add(ttl)
-			s.mu.Unlock()
+		if s.renew(ctx, cs) {
 			return cs.session, true
 		}
 	case left > 0.2:
@@ -164,6 +158,43 @@ func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bo
 		return cs.session, true
 	}
 	return vault.Session{}, false
+}
+
+// renew extends cs's token and reports whether Vault granted at least half
+// its TTL again.
+func (s *Sessions) renew(ctx context.Context, cs *cachedSession) bool {
+	ttl, err := s.Renew(ctx, cs.session)
+	s.Metrics.VaultRequest("token_renew", vault.StatusClass(err))
+	if err != nil || ttl < cs.session.TTL/2 {
+		return false
+	}
+	s.Metrics.CacheEvent("token", "renewal")
+	s.mu.Lock()
+	cs.expires = s.now().Add(ttl)
+	s.mu.Unlock()
+	return true
+}
+
+// RenewDue renews, in the background, every cached renewable token past
+// half its TTL, so that a pod that mounts once keeps its token — and the
+// leases the token holds — until the token's max TTL. It never logs in.
+func (s *Sessions) RenewDue(ctx context.Context) {
+	if s.cache == nil {
+		return
+	}
+	for _, key := range s.cache.Keys() {
+		s.mu.Lock()
+		cs, ok := s.cache.Peek(key)
+		s.mu.Unlock()
+		if !ok || !cs.session.Renewable {
+			continue
+		}
+		if left := cs.left(s.now()); left > 0.5 || left <= 0 {
+			continue
+		}
+		// Its own flight: a Get must never join it and receive its result.
+		_, _, _ = s.group.Do("background\x00"+key, func() (any, error) { return s.renew(ctx, cs), nil })
+	}
 }
 
 // RevokePod revokes and drops every session of the pod with uid.

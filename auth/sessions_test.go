@@ -122,3 +122,29 @@ func TestRevokePod(t *testing.T) {
 	assert.ElementsMatch(t, []string{"1", "2"}, revoked)
 	assert.Equal(t, 1, s.Len(), "pod b's token stays")
 }
+
+// TestSessionsRenewDue: the background pass renews renewable tokens past
+// half their TTL and never logs in.
+func TestSessionsRenewDue(t *testing.T) {
+	clk := manualclock.New(time.Unix(1_800_000_000, 0))
+	s := NewSessions(10, time.Second)
+	s.now = clk.Now
+	var renews atomic.Int32
+	s.Renew = func(context.Context, vault.Session) (time.Duration, error) { renews.Add(1); return time.Minute, nil }
+	renewable, fixed := &counter{ttl: time.Minute, renewable: true}, &counter{ttl: time.Minute}
+	_, _, err := s.Get(context.Background(), identity("a"), renewable.login)
+	require.NoError(t, err)
+	_, _, err = s.Get(context.Background(), identity("b"), fixed.login)
+	require.NoError(t, err)
+
+	s.RenewDue(context.Background())
+	assert.Equal(t, int32(0), renews.Load(), "nothing is due yet")
+	clk.Add(40 * time.Second)
+	s.RenewDue(context.Background())
+	assert.Equal(t, int32(1), renews.Load(), "only the renewable token")
+	clk.Add(40 * time.Second) // 80s: alive only thanks to the renewal
+	_, fresh, err := s.Get(context.Background(), identity("a"), renewable.login)
+	require.NoError(t, err)
+	assert.False(t, fresh)
+	assert.Equal(t, int32(1), renewable.logins.Load()+fixed.logins.Load()-1, "no login in the background")
+}

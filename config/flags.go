@@ -21,6 +21,9 @@ type Process struct {
 	CacheSize      int
 	Kubeconfig     string
 	VaultTimeout   time.Duration
+	// RenewInterval is how often cached tokens and leases are renewed in the
+	// background (0: only when pods mount).
+	RenewInterval time.Duration
 	// AllowPodOverrides are the sensitive parameters pods may set in their
 	// volumeAttributes ("*" for all).
 	AllowPodOverrides []string
@@ -71,6 +74,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	fs.StringVar(&p.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig to use when running outside a cluster (default: $KUBECONFIG, else in-cluster config)")
 	fs.DurationVar(&p.VaultTimeout, "vault-timeout", DefaultVaultTimeout, "deadline of each call to Vault")
 	fs.BoolVar(&p.PrintVersion, "version", false, "print the version and exit")
+	fs.DurationVar(&p.RenewInterval, "renew-interval", 30*time.Second, "how often Vault tokens and leases of this node's pods past half their TTL are renewed in the background, so that pods that mount once keep their credentials (needs -node-name; 0 renews only when pods mount)")
 	fs.DurationVar(&p.VaultHealthInterval, "vault-health-interval", 10*time.Second, "how often /health/ready asks Vault's sys/health (only when -vault-addr or VAULT_ADDR is set); not ready after three intervals without a healthy answer")
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
@@ -117,6 +121,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	}
 	if p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second {
 		problems = append(problems, fmt.Errorf("-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout))
+	}
+	if p.RenewInterval < 0 {
+		problems = append(problems, fmt.Errorf("-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval))
 	}
 	if p.VaultHealthInterval <= 0 {
 		problems = append(problems, fmt.Errorf("-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval))

@@ -89,6 +89,7 @@ type Cache struct {
 
 type entry struct {
 	pod     string
+	renew   RenewFunc // from the latest Get, with that mount's token
 	body    []byte
 	info    Info // TTL is the lease's first TTL: the reference for MinRemaining
 	expires time.Time
@@ -115,11 +116,10 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 			return result{e.body, Reused}, nil
 		}
 		if e, ok := c.lookup(key); ok && e.info.Renewable && c.now().Before(e.expires) {
-			ttl, err := renew(ctx, e.info.LeaseID, e.info.TTL)
-			if err == nil && float64(ttl) > c.MinRemaining*float64(e.info.TTL) {
-				c.mu.Lock()
-				e.expires = c.now().Add(ttl)
-				c.mu.Unlock()
+			c.mu.Lock()
+			e.renew = renew
+			c.mu.Unlock()
+			if c.extend(ctx, e, renew) {
 				return result{e.body, Renewed}, nil
 			}
 		}
@@ -130,7 +130,7 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 		now := c.now()
 		if info := Parse(body, now); info.Leased() {
 			c.mu.Lock()
-			evicted := c.cache.Add(key, &entry{pod: pod, body: body, info: info, expires: now.Add(info.TTL)})
+			evicted := c.cache.Add(key, &entry{pod: pod, renew: renew, body: body, info: info, expires: now.Add(info.TTL)})
 			c.mu.Unlock()
 			if evicted {
 				c.Metrics.CacheEvent("lease", "eviction")
@@ -145,6 +145,46 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 	}
 	r := v.(result)
 	return r.body, r.outcome, nil
+}
+
+// extend renews e's lease and reports whether it is above MinRemaining again.
+func (c *Cache) extend(ctx context.Context, e *entry, renew RenewFunc) bool {
+	ttl, err := renew(ctx, e.info.LeaseID, e.info.TTL)
+	if err != nil || float64(ttl) <= c.MinRemaining*float64(e.info.TTL) {
+		return false
+	}
+	c.mu.Lock()
+	e.expires = c.now().Add(ttl)
+	c.mu.Unlock()
+	return true
+}
+
+// RenewDue renews, in the background, every kept renewable lease past half
+// its TTL, with the token of the mount that last asked for it, so that a pod
+// that mounts once keeps its credentials. A lease that cannot be extended
+// enough is left as it is: the next mount reads the secret anew.
+func (c *Cache) RenewDue(ctx context.Context) {
+	for _, key := range c.cache.Keys() {
+		c.mu.Lock()
+		e, ok := c.cache.Peek(key)
+		var renew RenewFunc
+		due := false
+		if ok && e.info.Renewable && e.renew != nil {
+			left := e.expires.Sub(c.now())
+			due = left > 0 && left <= e.info.TTL/2
+			renew = e.renew
+		}
+		c.mu.Unlock()
+		if due {
+			// Its own flight: a Get must never join it and receive its result.
+			_, _, _ = c.group.Do("background\x00"+key, func() (any, error) {
+				if c.extend(ctx, e, renew) {
+					c.Metrics.CacheEvent("lease", "renewal")
+				}
+				return nil, nil
+			})
+		}
+	}
 }
 
 // Forget drops one entry.

@@ -129,3 +129,27 @@ func TestCacheConcurrent(t *testing.T) {
 	assert.Equal(t, 1, c.ForgetPod("b"))
 	assert.Equal(t, 2, c.Len())
 }
+
+// TestRenewDue: the background pass renews leases past half their TTL with
+// the renewal of the last mount, and leaves the others alone.
+func TestRenewDue(t *testing.T) {
+	clk := manualclock.New(time.Unix(1_800_000_000, 0))
+	c := NewCache(10, 0.33)
+	c.now = clk.Now
+	due, fresh := &vaultLike{renewable: true, grant: time.Minute}, &vaultLike{renewable: true, grant: time.Minute}
+	_, _, err := c.Get(context.Background(), "pod", "due", due.renew, due.read)
+	require.NoError(t, err)
+	clk.Add(35 * time.Second)
+	_, _, err = c.Get(context.Background(), "pod", "fresh", fresh.renew, fresh.read)
+	require.NoError(t, err)
+
+	c.RenewDue(context.Background())
+	assert.Equal(t, int32(1), due.renewals.Load(), "past half its TTL")
+	assert.Equal(t, int32(0), fresh.renewals.Load(), "just read")
+
+	clk.Add(30 * time.Second) // 65s after the first read, past its first 60s: alive only thanks to the renewal
+	_, out, err := c.Get(context.Background(), "pod", "due", due.renew, due.read)
+	require.NoError(t, err)
+	assert.Equal(t, Reused, out)
+	assert.Equal(t, int32(1), due.reads.Load())
+}

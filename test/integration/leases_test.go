@@ -130,3 +130,31 @@ func TestPodDeletionRevokes(t *testing.T) {
 	assert.Contains(t, p.logs.String(), "revoked the Vault tokens and leases of a deleted pod")
 	assert.NoError(t, env.Postgres.Login(otherUser, otherPass), "a pod on another node is not this provider's to revoke")
 }
+
+// TestBackgroundRenewal: a pod mounts once (rotation off, the driver's
+// default). With its 4s token and 6s database lease renewed in the
+// background, its credentials still work after 10s; without the renewer
+// they die with the token.
+func TestBackgroundRenewal(t *testing.T) {
+	run := func(t *testing.T, args ...string) (user, pass string) {
+		p := startProvider(t, args...)
+		pod, err := env.CreatePod(context.Background(), dnsName(t.Name()), appServiceAccount, "node-bg")
+		require.NoError(t, err)
+		user, pass, _ = credentials(t, p, mountCall{pod: pod, params: map[string]string{"roleName": rig.RenewableRole, "objects": dbObjects(rig.DBRenewableRole)}, tokenAudiences: []string{"vault"}})
+		require.NoError(t, env.Postgres.Login(user, pass))
+		time.Sleep(10 * time.Second) // past the token's 4s and the lease's 6s
+		return user, pass
+	}
+	t.Run("renewed in the background", func(t *testing.T) {
+		logins, tokenRenewals, leaseRenewals := vaultRequests(t, "auth/kubernetes/login"), vaultRequests(t, "auth/token/renew-self"), vaultRequests(t, "sys/leases/renew")
+		user, pass := run(t, "-node-name=node-bg", "-renew-interval=500ms")
+		assert.NoError(t, env.Postgres.Login(user, pass), "the credentials still log in")
+		assert.Equal(t, 1, vaultRequests(t, "auth/kubernetes/login")-logins, "one login")
+		assert.Positive(t, vaultRequests(t, "auth/token/renew-self")-tokenRenewals, "the token was renewed")
+		assert.Positive(t, vaultRequests(t, "sys/leases/renew")-leaseRenewals, "the lease was renewed")
+	})
+	t.Run("without the renewer the credentials expire", func(t *testing.T) {
+		user, pass := run(t, "-renew-interval=0")
+		assert.Error(t, env.Postgres.Login(user, pass), "Vault revoked the lease with its token")
+	})
+}
