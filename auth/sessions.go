@@ -30,21 +30,13 @@ type Identity struct {
 func (id Identity) Key() string {
 	h := sha256.New()
 	for _, f := range []string{
-		id.Vault.Address, id.Vault.Namespace, id.Vault.AuthMount, id.Vault.CACert, id.Vault.CADirectory,
-		id.Vault.TLSServerName, id.Vault.ClientCert, id.Vault.ClientKey, boolString(id.Vault.InsecureSkipVerify()),
+		id.Vault.ConnectionKey(), id.Vault.AuthMount,
 		id.Role, id.Audience, id.Pod.Namespace, id.Pod.ServiceAccount, id.Pod.UID,
 	} {
 		h.Write([]byte(f))
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func boolString(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
 }
 
 // LoginFunc performs one login.

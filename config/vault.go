@@ -72,6 +72,15 @@ func (v Vault) overlay(over Vault) Vault {
 	return v
 }
 
+// ConnectionKey identifies how the provider connects to Vault: address,
+// namespace and TLS settings (file paths, never their contents).
+func (v Vault) ConnectionKey() string {
+	return strings.Join([]string{
+		v.Address, v.Namespace, v.CACert, v.CADirectory, v.TLSServerName,
+		v.ClientCert, v.ClientKey, strconv.FormatBool(v.InsecureSkipVerify()),
+	}, "\x00")
+}
+
 // InsecureSkipVerify reports whether TLS verification was explicitly turned off.
 func (v Vault) InsecureSkipVerify() bool { return v.SkipVerify != nil && *v.SkipVerify }
 

@@ -76,14 +76,6 @@ func (k *HMACKey) Key(ctx context.Context) []byte {
 	return k.key
 }
 
-// Forget drops the in-memory key, so that the next Key reads the Secret again.
-func (k *HMACKey) Forget() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.key = nil
-	k.lastTry = time.Time{}
-}
-
 func (k *HMACKey) current() []byte {
 	if k.key != nil {
 		return k.key

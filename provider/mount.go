@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +62,7 @@ type mount struct {
 	params Params
 	cfg    config.Vault
 	id     auth.Identity
+	idKey  string // id.Key(), computed once
 	log    *slog.Logger
 }
 
@@ -85,6 +88,7 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 		mt := mount{params: params, cfg: cfg, log: log}
 		mt.cfg.Address = addr
 		mt.id = auth.Identity{Vault: mt.cfg, Role: params.Role, Audience: params.Audience, Pod: params.Pod}
+		mt.idKey = mt.id.Key()
 		base, err := m.Clients.Get(mt.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
@@ -176,7 +180,7 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key st
 		m.Metrics.VaultRequest("lease_renew", vault.StatusClass(err))
 		return ttl, err
 	}
-	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, mt.id.Key()+" "+key, renew, readNow)
+	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, mt.idKey+" "+key, renew, readNow)
 	if err == nil {
 		mt.log.Debug("vault request", "method", r.Method, "path", r.Path, "answer", outcome)
 		m.Metrics.CacheEvent("lease", map[lease.Outcome]string{lease.Reused: "hit", lease.Renewed: "renewal", lease.Read: "miss"}[outcome])
@@ -227,9 +231,11 @@ func vaultRequest(o Object) vault.Request {
 }
 
 // requestKey is equal for objects that make the same call; secretArgs count,
-// so two PKI certificates with different common names are two requests.
+// so two PKI certificates with different common names are two requests. It
+// is a hash: secretArgs may hold values that must not sit in a cache key.
 func requestKey(o Object) string {
 	r := vaultRequest(o)
 	args, _ := json.Marshal(r.Body) // JSON-shaped data from YAML: cannot fail
-	return r.Method + " " + r.Path + "?" + r.Query.Encode() + " " + string(args)
+	sum := sha256.Sum256([]byte(r.Method + " " + r.Path + "?" + r.Query.Encode() + " " + string(args)))
+	return hex.EncodeToString(sum[:])
 }

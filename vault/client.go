@@ -6,7 +6,6 @@ package vault
 import (
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -36,7 +35,7 @@ func NewClients(timeout time.Duration) *Clients {
 // already holds the environment layer); the Vault library's own reading of
 // VAULT_TOKEN and VAULT_NAMESPACE is undone.
 func (c *Clients) Get(cfg config.Vault) (*api.Client, error) {
-	key := connectionKey(cfg)
+	key := cfg.ConnectionKey()
 	if client, ok := c.cache.Get(key); ok {
 		return client, nil
 	}
@@ -81,13 +80,4 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 		client.ClearNamespace()
 	}
 	return client, nil
-}
-
-// connectionKey identifies a connection configuration. It holds file paths
-// and addresses, never secret material.
-func connectionKey(cfg config.Vault) string {
-	return strings.Join([]string{
-		cfg.Address, cfg.Namespace, cfg.CACert, cfg.CADirectory, cfg.TLSServerName,
-		cfg.ClientCert, cfg.ClientKey, fmt.Sprint(cfg.InsecureSkipVerify()),
-	}, "\x00")
 }
