@@ -67,6 +67,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if err := keys.Watch(ctx); err != nil {
+		return err
+	}
 	m := metrics.New()
 	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
 	sessions.Metrics = m

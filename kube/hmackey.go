@@ -11,7 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 )
 
 const (
@@ -26,7 +28,8 @@ const (
 // the same versions for the same content.
 //
 // Contract: safe for concurrent use. Key reads the Secret once and then
-// serves it from memory. The Secret is created when missing; when several
+// serves it from memory; Watch keeps that copy current, so that deleting the
+// Secret (a key rotation) or replacing its key changes versions at once. The Secret is created when missing; when several
 // providers race to create it, all end up with the one that won. Without a
 // client, or while the apiserver fails, a random per-process key is used
 // (versions then change when the process restarts), and the failure is logged.
@@ -81,6 +84,52 @@ func (k *HMACKey) current() []byte {
 		return k.key
 	}
 	return k.processKey
+}
+
+// Watch follows the Secret until ctx ends: a changed key is used from then
+// on; a deleted Secret is created anew, with a new key, on the next Key.
+func (k *HMACKey) Watch(ctx context.Context) error {
+	if k.client == nil {
+		return nil
+	}
+	lw := cache.NewListWatchFromClient(k.client.CoreV1().RESTClient(), "secrets", k.namespace,
+		fields.OneTermEqualSelector("metadata.name", k.name))
+	informer := cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    k.observe,
+		UpdateFunc: func(_, obj any) { k.observe(obj) },
+		DeleteFunc: func(any) {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if k.key != nil {
+				k.log.Info("HMAC key Secret deleted: object versions change; a new key is created on the next mount",
+					"secret", k.namespace+"/"+k.name)
+			}
+			k.key, k.lastTry = nil, time.Time{}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching Secret %s/%s: %w", k.namespace, k.name, err)
+	}
+	go informer.Run(ctx.Done())
+	return nil
+}
+
+func (k *HMACKey) observe(obj any) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return
+	}
+	key := s.Data[hmacKeyField]
+	if len(key) < hmacKeyBytes {
+		return // Key reports the problem when it reads the Secret
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key != nil && string(k.key) != string(key) {
+		k.log.Info("HMAC key Secret changed: object versions change", "secret", k.namespace+"/"+k.name)
+	}
+	k.key = key
 }
 
 func (k *HMACKey) getOrCreate(ctx context.Context) ([]byte, error) {

@@ -98,7 +98,7 @@ func TestChartDefaults(t *testing.T) {
 		{"apiGroups":[""],"resources":["pods"],"verbs":["list","watch"]},
 		{"apiGroups":["secrets-store.csi.x-k8s.io"],"resources":["secretproviderclasses"],"verbs":["get"]}]`, string(rules))
 	rules, _ = json.Marshal(field(t, objs["Role"][0], "rules"))
-	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get"]},
+	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get","list","watch"]},
 		{"apiGroups":[""],"resources":["secrets"],"verbs":["create"]}]`, string(rules))
 	assert.Empty(t, objs["ServiceMonitor"], "off by default")
 }
@@ -108,7 +108,8 @@ func TestChartOptions(t *testing.T) {
 		"vault.address=https://vault.vault.svc:8200", "providersDir=/etc/kubernetes/secrets-store-csi-providers",
 		"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "dashboard.enabled=true",
 		"image.digest=sha256:"+strings.Repeat("a", 64), "allowPodOverrides={vaultAddress}", "hostNetwork=true",
-		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical")
+		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical",
+		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128")
 	require.NoError(t, err)
 	ds := objs["DaemonSet"][0]
 	c := container(t, ds)
@@ -117,6 +118,8 @@ func TestChartOptions(t *testing.T) {
 		assert.Contains(t, args, a)
 	}
 	assert.Equal(t, "vault-csi-provider@sha256:"+strings.Repeat("a", 64), c["image"])
+	env, _ := json.Marshal(c["env"])
+	assert.Contains(t, string(env), `{"name":"HTTPS_PROXY","value":"http://proxy:3128"}`, "extraEnv after the downward-API variables")
 	assert.Equal(t, true, field(t, ds, "spec", "template", "spec", "hostNetwork"))
 	assert.Equal(t, "system-node-critical", field(t, ds, "spec", "template", "spec", "priorityClassName"))
 	vols := field(t, ds, "spec", "template", "spec", "volumes").([]any)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,9 +56,17 @@ func TestVersionsStable(t *testing.T) {
 	assert.NotEqual(t, v1["pass"], v2["pass"], "changed value gets a new version")
 	assert.NotEqual(t, v1["whole"], v2["whole"])
 
+	// Deleting the Secret rotates the key of the running provider, and of
+	// one started later.
 	require.NoError(t, env.Kube.AdminClient.CoreV1().Secrets(providerNamespace).Delete(context.Background(), "vcp-versions-key", metav1.DeleteOptions{}))
+	var v3 map[string]string
+	require.Eventually(t, func() bool {
+		v3 = mountVersions(second)
+		return v3["user"] != v2["user"]
+	}, 10*time.Second, 100*time.Millisecond, "the running provider follows the deleted Secret with a new key")
+	assert.NotEqual(t, v2["pass"], v3["pass"])
 	third := startProvider(t, hmac)
-	assert.NotEqual(t, v2["user"], mountVersions(third)["user"], "a new HMAC key gives new versions")
+	assert.Equal(t, v3, mountVersions(third), "the new key was stored in a new Secret, which a new provider reads")
 }
 
 // TestHMACKeyCreationRace: providers starting together on several nodes
