@@ -9,13 +9,38 @@ TOOLS     ?= $(HOME)/.cache/vcp-test/tools
 GOLANGCI_LINT_VERSION ?= v2.6.2
 GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-.PHONY: help build test test-deps unit integration fuzz lint clean bench manifests
+IMAGE     ?= localhost/vault-csi-provider:$(VERSION)
+IMAGE_TAR ?= bin/vault-csi-provider-image.tar
+
+.PHONY: help build test test-deps unit integration fuzz lint clean bench manifests image cluster-up cluster-down e2e e2e-kind demo
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the provider binary into bin/ (static)
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/vaultcsi/vault-csi-provider/app.Version=$(VERSION)" -o $(BIN) ./cmd/vault-csi-provider
+
+image: build ## the provider image as a tarball (IMAGE_TAR), laid out as the Dockerfile's, without a Docker engine
+	test/tools/build.sh image-tool
+	$(HOME)/.cache/vcp-test/bin/image -tag $(IMAGE) -out $(IMAGE_TAR) -user 65532:65532 -nonroot-passwd \
+	  -file $(BIN)=/vault-csi-provider:0755 -file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt \
+	  -entrypoint /vault-csi-provider
+
+cluster-up: ## start the local one-node cluster (kubelet, containerd, CSI driver, our chart and image, Vault, Postgres)
+	test/cluster/cluster.sh up
+
+cluster-down: ## stop the local cluster and undo what it changed on this machine
+	test/cluster/cluster.sh down
+
+e2e: cluster-up ## the bats suite on the local cluster
+	source <(test/cluster/cluster.sh env) && bats --timing test/bats/
+
+e2e-kind: ## the same bats suite on a new kind cluster (needs Docker and kind)
+	test/cluster/kind.sh up
+	source <(test/cluster/kind.sh env) && bats --timing test/bats/
+
+demo: cluster-up ## a secret from Vault appears in a pod on the local cluster
+	source <(test/cluster/cluster.sh env) && test/cluster/demo.sh
 
 test: test-deps ## unit + integration tests (real Vault, etcd, kube-apiserver) with -race, then a short fuzz run
 	go test -race -count=1 ./...

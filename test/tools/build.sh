@@ -11,6 +11,14 @@
 #   etcd            Debian's etcd-server package
 #   postgres        Debian's postgresql package (for database secrets)
 #   helm            Helm, to render and check the chart
+#
+# `build.sh cluster` adds what the one-node cluster (test/cluster) runs:
+#   kubelet, kube-controller-manager, kube-scheduler, kubectl  (1.34.4)
+#   secrets-store-csi-driver  v1.6.1, with a stand-in for monis.app/mlog
+#   csi-registrar   registers the driver with the kubelet (test/tools/csi)
+#   image, pause.tar, busybox.tar  the image packer and two images
+#   containerd, runc, CNI plugins, busybox, bats  (Debian)
+# `build.sh image-tool` builds only the image packer (for `make image`).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,14 +63,15 @@ build_vault() {
 }
 
 build_kube() {
-	local dir=$cache/kube-$kube_version
-	if [[ ! -x $dir/kube-apiserver ]]; then
-		say "building kube-apiserver $kube_version (cold: about 12 minutes on 2 cores)"
-		local pkg=k8s.io/component-base/version
-		go_build "$here/kube" "$dir/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver \
-			-ldflags "-s -w -X $pkg.gitVersion=v$kube_version -X $pkg.gitMajor=${kube_version%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$kube_version")"
-	fi
-	ln -sfn "$dir/kube-apiserver" "$bin/kube-apiserver"
+	local dir=$cache/kube-$kube_version pkg=k8s.io/component-base/version cmd
+	for cmd in "$@"; do
+		if [[ ! -x $dir/$cmd ]]; then
+			say "building $cmd $kube_version (cold kube-apiserver: about 16 minutes on 2 cores)"
+			go_build "$here/kube" "$dir/$cmd" "k8s.io/kubernetes/cmd/$cmd" \
+				-ldflags "-s -w -X $pkg.gitVersion=v$kube_version -X $pkg.gitMajor=${kube_version%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$kube_version")"
+		fi
+		ln -sfn "$dir/$cmd" "$bin/$cmd"
+	done
 }
 
 helm_version=v3.19.0
@@ -77,13 +86,16 @@ build_helm() {
 	ln -sfn "$dir/helm" "$bin/helm"
 }
 
+# The system's PATH, without $bin: the links below must point outside it.
+system_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
 ensure_etcd() {
-	if ! command -v etcd >/dev/null; then
+	if ! PATH=$system_path command -v etcd >/dev/null; then
 		apt_install etcd-server
 		# The package starts nothing here (no systemd), but stop it where it does.
 		systemctl disable --now etcd >/dev/null 2>&1 || true
 	fi
-	ln -sfn "$(command -v etcd)" "$bin/etcd"
+	ln -sfn "$(PATH=$system_path command -v etcd)" "$bin/etcd"
 }
 
 # apt_install PACKAGE...: Debian packages, as root.
@@ -108,19 +120,103 @@ ensure_postgres() {
 	ln -sfn "$pg" "$bin/postgresql"
 }
 
+csi_version=$(cd "$here/csi" && go list -m -f "{{.Version}}" sigs.k8s.io/secrets-store-csi-driver)
+
+# build_csi: the secrets-store-csi-driver and our registrar (the proxy refuses
+# node-driver-registrar), from test/tools/csi.
+build_csi() {
+	local dir=$cache/csi-$csi_version
+	if [[ ! -x $dir/secrets-store-csi-driver ]]; then
+		say "building secrets-store-csi-driver $csi_version (cold: about 6 minutes on 2 cores)"
+		go_build "$here/csi" "$dir/secrets-store-csi-driver" sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver \
+			-ldflags "-s -w -X sigs.k8s.io/secrets-store-csi-driver/pkg/version.BuildVersion=$csi_version"
+	fi
+	go_build "$here/csi" "$dir/csi-registrar" ./registrar -ldflags "-s -w"
+	ln -sfn "$dir/secrets-store-csi-driver" "$bin/secrets-store-csi-driver"
+	ln -sfn "$dir/csi-registrar" "$bin/csi-registrar"
+}
+
+# build_images: the image packer, a static pause image and Debian's static
+# busybox as an image, for pods on the one-node cluster.
+build_image_tool() {
+	go_build "$here/image" "$cache/images/image" . -ldflags "-s -w"
+	ln -sfn "$cache/images/image" "$bin/image"
+}
+
+build_images() {
+	local dir=$cache/images busybox_version
+	busybox_version=$(dpkg-query -W -f '${Version}' busybox-static | tr ':~+' '---')
+	build_image_tool
+	if [[ ! -f $dir/pause.tar ]]; then
+		gcc -static -O2 -o "$dir/pause" "$here/../cluster/pause.c"
+		"$dir/image" -tag localhost/pause:3.10 -out "$dir/pause.tar.tmp" -file "$dir/pause=/pause:0755" -entrypoint /pause && mv "$dir/pause.tar.tmp" "$dir/pause.tar"
+	fi
+	if [[ ! -f $dir/busybox-$busybox_version.tar ]]; then
+		local args=(-file /bin/busybox=/bin/busybox:0755) cmd
+		# One link per applet the tests use (no shell in the image to make them).
+		for cmd in sh cat ls sleep env stat wc grep; do args+=(-symlink "/bin/$cmd=busybox"); done
+		"$dir/image" -tag localhost/busybox:e2e -out "$dir/busybox.tar.tmp" -entrypoint /bin/sh "${args[@]}" && mv "$dir/busybox.tar.tmp" "$dir/busybox-$busybox_version.tar"
+	fi
+	ln -sfn "$dir/pause.tar" "$bin/pause.tar"
+	ln -sfn "$dir/busybox-$busybox_version.tar" "$bin/busybox.tar"
+}
+
+# ensure_node_packages: what the one-node cluster runs from Debian.
+ensure_node_packages() {
+	local missing=() p
+	for p in containerd runc containernetworking-plugins busybox-static bats bats-assert bats-support bats-file iptables openssl; do
+		dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		apt_install "${missing[@]}"
+		systemctl disable --now containerd >/dev/null 2>&1 || true
+	fi
+}
+
+# Jobs run side by side, each logging to $logs/NAME.log.
+declare -A jobs=()
+job() {
+	local name=$1
+	shift
+	"$@" >"$logs/$name.log" 2>&1 &
+	jobs[$name]=$!
+}
+wait_jobs() {
+	local name status=0
+	for name in "${!jobs[@]}"; do
+		if ! wait "${jobs[$name]}"; then
+			say "$name build failed:"
+			tail -n 30 "$logs/$name.log" >&2
+			status=1
+		fi
+		cat "$logs/$name.log" >&2
+	done
+	return $status
+}
+
+set_name=${1:-test}
+case $set_name in
+test | cluster) ;;
+image-tool)
+	build_image_tool
+	exit
+	;;
+*)
+	say "usage: build.sh [test|cluster|image-tool]"
+	exit 2
+	;;
+esac
+
 ensure_etcd
 ensure_postgres
-# The two Go builds run side by side; each logs to its own file.
-build_vault >"$logs/vault.log" 2>&1 &
-vault_pid=$!
-build_kube >"$logs/kube.log" 2>&1 &
-kube_pid=$!
-build_helm >"$logs/helm.log" 2>&1 &
-helm_pid=$!
-status=0
-wait $vault_pid || { say "vault build failed:"; tail -n 30 "$logs/vault.log" >&2; status=1; }
-wait $kube_pid || { say "kube-apiserver build failed:"; tail -n 30 "$logs/kube.log" >&2; status=1; }
-wait $helm_pid || { say "helm build failed:"; tail -n 30 "$logs/helm.log" >&2; status=1; }
-cat "$logs/vault.log" "$logs/kube.log" "$logs/helm.log" >&2
-[[ $status -eq 0 ]] && say "components ready in $bin"
-exit $status
+job vault build_vault
+job kube build_kube kube-apiserver
+job helm build_helm
+if [[ $set_name == cluster ]]; then
+	ensure_node_packages
+	job kube-node build_kube kubelet kube-controller-manager kube-scheduler kubectl
+	job csi build_csi
+	job images build_images
+fi
+wait_jobs || exit 1
+say "components ready in $bin"

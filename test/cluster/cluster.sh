@@ -1,0 +1,502 @@
+#!/usr/bin/env bash
+# A real one-node Kubernetes cluster on this machine, without Docker:
+#
+#   cluster.sh up      build what is missing, start everything, install the
+#                      provider from our chart with our image, bootstrap Vault
+#   cluster.sh down    stop everything and leave the machine as it was
+#   cluster.sh env     print the exports the bats suite and a user need
+#   cluster.sh status  what runs
+#
+# Control plane: etcd (Debian, data on tmpfs), kube-apiserver,
+# kube-controller-manager, kube-scheduler (1.34.4, built by
+# test/tools/build.sh). Node: containerd + runc + a CNI bridge (Debian),
+# kubelet, the secrets-store-csi-driver v1.6.1 and its registrar as host
+# processes (the driver chart's DaemonSet pulls its images from
+# registry.k8s.io, which this machine cannot reach; the chart's other objects,
+# CRDs, CSIDriver and RBAC, are applied as rendered, and the driver runs as its
+# chart's service account). Our provider runs as the chart's DaemonSet, from
+# our image. Vault and PostgreSQL run outside the cluster as host processes.
+# Everything listens on 127.0.0.1; pods have a bridge with no gateway.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${VCP_CACHE:-$HOME/.cache/vcp-test}
+bin=${VCP_TEST_BIN:-$cache/bin}
+dir=${VCP_CLUSTER_DIR:-/var/tmp/vcp-cluster}
+etcd_dir=/dev/shm/vcp-cluster-etcd
+kubelet_dir=/var/lib/vcp-kubelet
+containerd_root=/var/lib/vcp-containerd
+containerd_state=/run/vcp-containerd
+providers_dir=/var/run/secrets-store-csi-providers
+bridge=vcp-br0
+node=$(hostname | tr '[:upper:]' '[:lower:]')
+api_port=${VCP_API_PORT:-16443}
+vault_port=${VCP_VAULT_PORT:-8200}
+pg_port=${VCP_PG_PORT:-15432}
+rotation_poll=${VCP_ROTATION_POLL:-10s}
+provider_image=localhost/vault-csi-provider:e2e
+csi_chart=$(cd "$repo/test/tools/csi" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)/charts/secrets-store-csi-driver
+export PATH=$bin:$PATH
+
+say() { echo "cluster: $*" >&2; }
+die() {
+	say "$*"
+	exit 1
+}
+
+kubectl() { command kubectl --kubeconfig "$dir/admin.kubeconfig" "$@"; }
+
+# start NAME CMD...: a host process in its own session, logging to logs/NAME.log.
+start() {
+	local name=$1
+	shift
+	if running "$name"; then return 0; fi
+	setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null &
+	echo $! >"$dir/pids/$name"
+}
+
+running() { [[ -f $dir/pids/$1 ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
+
+# wait_until SECONDS WHAT CMD...: retry CMD every half second.
+wait_until() {
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			say "timed out waiting for $what"
+			return 1
+		fi
+		sleep 0.5
+	done
+}
+
+# --- PKI -----------------------------------------------------------------
+
+# cert NAME CN [O] [SAN]: a key and a certificate signed by the cluster CA.
+cert() {
+	local name=$1 cn=$2 org=${3:-} san=${4:-} subj
+	[[ -f $dir/pki/$name.crt ]] && return 0
+	subj="/CN=$cn"
+	[[ -n $org ]] && subj="/O=$org$subj"
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/pki/$name.key" -subj "$subj" -out "$dir/pki/$name.csr" 2>/dev/null
+	local ext=$dir/pki/$name.ext
+	echo "basicConstraints=CA:FALSE" >"$ext"
+	if [[ -n $san ]]; then
+		echo "extendedKeyUsage=serverAuth,clientAuth" >>"$ext"
+		echo "subjectAltName=$san" >>"$ext"
+	else
+		echo "extendedKeyUsage=clientAuth" >>"$ext"
+	fi
+	openssl x509 -req -in "$dir/pki/$name.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" -CAcreateserial \
+		-days 30 -extfile "$ext" -out "$dir/pki/$name.crt" 2>/dev/null
+}
+
+# kubeconfig NAME: a kubeconfig for the client certificate NAME.
+kubeconfig() {
+	local name=$1
+	cat >"$dir/$name.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: vcp
+    cluster:
+      server: https://127.0.0.1:$api_port
+      certificate-authority: $dir/pki/ca.crt
+users:
+  - name: $name
+    user:
+      client-certificate: $dir/pki/$name.crt
+      client-key: $dir/pki/$name.key
+contexts:
+  - name: vcp
+    context: {cluster: vcp, user: $name}
+current-context: vcp
+EOF
+}
+
+pki() {
+	mkdir -p "$dir/pki"
+	if [[ ! -f $dir/pki/ca.crt ]]; then
+		openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=vcp-cluster-ca" \
+			-keyout "$dir/pki/ca.key" -out "$dir/pki/ca.crt" 2>/dev/null
+		openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
+		openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
+	fi
+	cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+	cert admin vcp-admin system:masters
+	cert controller-manager system:kube-controller-manager
+	cert scheduler system:kube-scheduler
+	cert kubelet "system:node:$node" system:nodes
+	cert kubelet-serving "$node" "" "DNS:$node,IP:127.0.0.1"
+	local n
+	for n in admin controller-manager scheduler kubelet; do kubeconfig "$n"; done
+}
+
+# --- host changes, recorded so that down undoes exactly them --------------
+
+# The kubelet sets these; down puts the old values back.
+sysctls=(vm/overcommit_memory kernel/panic kernel/panic_on_oops)
+
+save_host_state() {
+	[[ -f $dir/host-state ]] && return 0
+	local s
+	for s in "${sysctls[@]}"; do echo "$s $(cat "/proc/sys/$s")"; done >"$dir/host-state"
+	if ! getent hosts "$node" | grep -q '^127\.'; then
+		# The apiserver reaches the kubelet by the node's name.
+		echo "127.0.0.1 $node # vcp-cluster" >>/etc/hosts
+		echo "hosts-entry" >>"$dir/host-state"
+	fi
+}
+
+restore_host_state() {
+	[[ -f $dir/host-state ]] || return 0
+	local key value
+	while read -r key value; do
+		case $key in
+		hosts-entry) sed -i '/# vcp-cluster$/d' /etc/hosts ;;
+		*) echo "$value" >"/proc/sys/$key" 2>/dev/null || true ;;
+		esac
+	done <"$dir/host-state"
+	rm -f "$dir/host-state"
+}
+
+# --- components ---------------------------------------------------------
+
+start_etcd() {
+	mkdir -p "$etcd_dir"
+	start etcd etcd --data-dir "$etcd_dir" --name vcp \
+		--listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
+		--listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
+		--initial-cluster vcp=http://127.0.0.1:12380 --log-level warn
+}
+
+start_apiserver() {
+	start kube-apiserver kube-apiserver --etcd-servers=http://127.0.0.1:12379 \
+		--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+		--endpoint-reconciler-type=none --authorization-mode=Node,RBAC \
+		--tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
+		--client-ca-file="$dir/pki/ca.crt" \
+		--kubelet-client-certificate="$dir/pki/apiserver-kubelet-client.crt" \
+		--kubelet-client-key="$dir/pki/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority="$dir/pki/ca.crt" --kubelet-preferred-address-types=Hostname \
+		--service-account-issuer="https://127.0.0.1:$api_port" \
+		--service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
+		--service-cluster-ip-range=10.96.0.0/24 --cert-dir="$dir/apiserver-certs"
+	wait_until 60 "kube-apiserver" kubectl get --raw /readyz
+	# Vault's jwt auth fetches the issuer's discovery document anonymously.
+	kubectl get clusterrolebinding vcp-oidc-discovery >/dev/null 2>&1 ||
+		kubectl create clusterrolebinding vcp-oidc-discovery \
+			--clusterrole=system:service-account-issuer-discovery --group=system:unauthenticated >/dev/null
+}
+
+start_controllers() {
+	start kube-controller-manager kube-controller-manager --kubeconfig="$dir/controller-manager.kubeconfig" \
+		--authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
+		--authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
+		--root-ca-file="$dir/pki/ca.crt" --service-account-private-key-file="$dir/pki/sa.key" \
+		--use-service-account-credentials=true --leader-elect=false \
+		--bind-address=127.0.0.1 --secure-port=10257
+	start kube-scheduler kube-scheduler --kubeconfig="$dir/scheduler.kubeconfig" \
+		--authentication-kubeconfig="$dir/scheduler.kubeconfig" \
+		--authorization-kubeconfig="$dir/scheduler.kubeconfig" \
+		--leader-elect=false --bind-address=127.0.0.1 --secure-port=10259
+}
+
+start_containerd() {
+	mkdir -p "$dir/cni" "$dir/cni-ipam" "$containerd_root" "$containerd_state"
+	cat >"$dir/cni/10-vcp.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "vcp",
+  "plugins": [
+    {"type": "bridge", "bridge": "$bridge", "isGateway": false, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "dataDir": "$dir/cni-ipam"}}
+  ]
+}
+EOF
+	cat >"$dir/containerd.toml" <<EOF
+version = 2
+root = "$containerd_root"
+state = "$containerd_state"
+[grpc]
+  address = "$containerd_state/containerd.sock"
+[ttrpc]
+  address = "$containerd_state/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/pause:3.10"
+  # This VM lacks CAP_SYS_RESOURCE: without it every sandbox fails in runc.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+EOF
+	start containerd containerd --config "$dir/containerd.toml"
+	wait_until 30 "containerd" ctr --address "$containerd_state/containerd.sock" version
+}
+
+# import_image TARBALL: into containerd's CRI namespace.
+import_image() {
+	ctr --address "$containerd_state/containerd.sock" -n k8s.io images import --no-unpack=false "$1" >/dev/null
+}
+
+start_kubelet() {
+	mkdir -p "$kubelet_dir"
+	cat >"$dir/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $dir/pki/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $dir/pki/kubelet-serving.crt
+tlsPrivateKeyFile: $dir/pki/kubelet-serving.key
+containerRuntimeEndpoint: unix://$containerd_state/containerd.sock
+# cgroup v1 without systemd on these machines.
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+resolvConf: /etc/resolv.conf
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
+imageGCHighThresholdPercent: 100
+serializeImagePulls: false
+# Republish CSI volumes (rotation) every 10 s instead of every minute.
+syncFrequency: 10s
+EOF
+	start kubelet kubelet --config="$dir/kubelet.yaml" --kubeconfig="$dir/kubelet.kubeconfig" \
+		--root-dir="$kubelet_dir" --hostname-override="$node"
+	wait_until 90 "node $node Ready" node_ready
+}
+
+node_ready() {
+	[[ $(kubectl get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+# install_driver: the driver chart's CRDs, CSIDriver, service account and
+# RBAC as rendered from our values file; the driver and the registrar as host
+# processes acting as that service account.
+install_driver() {
+	local values=$repo/charts/secrets-store-csi-driver.values.yaml t shows=()
+	kubectl apply --server-side -f "$csi_chart/crds/" >/dev/null
+	for t in csidriver serviceaccount role role_binding role-syncsecret role-syncsecret_binding \
+		role-secretproviderclasses-admin role-secretproviderclasses-viewer role-secretproviderclasspodstatuses-viewer; do
+		shows+=(--show-only "templates/$t.yaml")
+	done
+	helm template csi "$csi_chart" -n kube-system --kube-version "$(server_version)" -f "$values" --set rotationPollInterval="$rotation_poll" "${shows[@]}" |
+		kubectl apply --server-side -f - >/dev/null
+	local token
+	token=$(kubectl -n kube-system create token secrets-store-csi-driver --duration=48h)
+	sed -e '/client-certificate:/d' -e "s|client-key:.*|token: $token|" \
+		-e 's/name: admin/name: driver/; s/user: admin/user: driver/' \
+		"$dir/admin.kubeconfig" >"$dir/driver.kubeconfig"
+	mkdir -p "$kubelet_dir/plugins/csi-secrets-store" "$kubelet_dir/plugins_registry" "$providers_dir"
+	start secrets-store-csi-driver secrets-store-csi-driver --kubeconfig="$dir/driver.kubeconfig" \
+		--endpoint="unix://$kubelet_dir/plugins/csi-secrets-store/csi.sock" --nodeid="$node" \
+		--provider-volume="$providers_dir" --additional-provider-volume-paths="" \
+		--enable-secret-rotation=true --rotation-poll-interval="$rotation_poll" \
+		--metrics-addr=127.0.0.1:18095
+	wait_until 30 "the driver's socket" test -S "$kubelet_dir/plugins/csi-secrets-store/csi.sock"
+	start csi-registrar csi-registrar --csi-address="$kubelet_dir/plugins/csi-secrets-store/csi.sock" \
+		--registration-socket="$kubelet_dir/plugins_registry/secrets-store.csi.k8s.io-reg.sock"
+	wait_until 60 "the kubelet to register the driver" csinode_has_driver
+}
+
+server_version() {
+	kubectl get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4
+}
+
+csinode_has_driver() {
+	kubectl get csinode "$node" -o 'jsonpath={.spec.drivers[*].name}' | grep -q secrets-store.csi.k8s.io
+}
+
+# install_provider: our image into containerd, our chart by helm.
+install_provider() {
+	make -C "$repo" --no-print-directory image IMAGE="$provider_image" IMAGE_TAR="$dir/provider.tar" >&2
+	import_image "$dir/provider.tar"
+	helm --kubeconfig "$dir/admin.kubeconfig" upgrade --install vault-csi-provider "$repo/charts/vault-csi-provider" \
+		-n vault-csi --create-namespace -f "$here/provider-values.yaml" \
+		--set image.repository="${provider_image%:*}" --set image.tag="${provider_image##*:}" \
+		--set "extraEnv[0].name=KUBERNETES_SERVICE_HOST" --set "extraEnv[0].value=127.0.0.1" \
+		--set "extraEnv[1].name=KUBERNETES_SERVICE_PORT" --set-string "extraEnv[1].value=$api_port" \
+		--set vault.address="http://127.0.0.1:$vault_port" >/dev/null
+	# A new image under the same tag: restart the pods so they run it.
+	kubectl -n vault-csi rollout restart daemonset/vault-csi-provider >/dev/null
+	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=120s >&2
+}
+
+start_vault() {
+	mkdir -p "$dir/vault-plugins"
+	local p
+	for p in kubernetes postgresql-database-plugin; do
+		# Vault refuses symbolic links in its plugin directory.
+		[[ -f $dir/vault-plugins/$p ]] || cp "$(readlink -f "$bin/plugins/$p")" "$dir/vault-plugins/$p"
+	done
+	start vault vault server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$vault_port" \
+		-dev-plugin-dir="$dir/vault-plugins" -dev-no-store-token
+	wait_until 30 "vault" env VAULT_ADDR="http://127.0.0.1:$vault_port" vault status
+}
+
+start_postgres() {
+	# The real directory: postgres cannot enter root's home, where $bin is.
+	local pg
+	pg=$(readlink -f "$bin/postgresql")
+	if [[ ! -f $dir/pg/PG_VERSION ]]; then
+		mkdir -p "$dir/pg"
+		chown postgres "$dir/pg"
+		echo postgres-e2e >"$dir/pgpass"
+		chown postgres "$dir/pgpass"
+		runuser -u postgres -- "$pg/initdb" -D "$dir/pg" -U postgres --pwfile="$dir/pgpass" \
+			--auth-local=trust --auth-host=scram-sha-256 --no-sync >"$dir/logs/initdb.log" 2>&1
+	fi
+	mkdir -p "$dir/pg-run" && chown postgres "$dir/pg-run"
+	start postgres runuser -u postgres -- "$pg/postgres" -D "$dir/pg" -p "$pg_port" \
+		-c listen_addresses=127.0.0.1 -c unix_socket_directories="$dir/pg-run" -c fsync=off
+	wait_until 30 "postgres" "$pg/pg_isready" -h 127.0.0.1 -p "$pg_port"
+}
+
+print_env() {
+	cat <<EOF
+export KUBECONFIG=$dir/admin.kubeconfig
+export VAULT_ADDR=http://127.0.0.1:$vault_port
+export VAULT_TOKEN=root
+export E2E_VAULT_ADDR_IN_CLUSTER=http://127.0.0.1:$vault_port
+export E2E_KUBE_HOST=https://127.0.0.1:$api_port
+export E2E_KUBE_CA=$dir/pki/ca.crt
+export E2E_ISSUER=https://127.0.0.1:$api_port
+export E2E_SA_PUBLIC_KEY=$dir/pki/sa.pub
+export E2E_PG_HOST=127.0.0.1
+export E2E_PG_PORT=$pg_port
+export E2E_PG_PASSWORD=postgres-e2e
+export E2E_ROTATION_POLL=$rotation_poll
+export E2E_PROVIDER_RESTART="kubectl -n vault-csi delete pod -l app.kubernetes.io/name=vault-csi-provider"
+export E2E_VAULT_STOP="$here/cluster.sh stop-vault"
+export E2E_VAULT_START="$here/cluster.sh start-vault"
+export PATH=$bin:$bin/postgresql:\$PATH
+EOF
+}
+
+up() {
+	[[ $(id -u) -eq 0 ]] || die "needs root (containerd, kubelet, mounts)"
+	"$repo/test/tools/build.sh" cluster
+	mkdir -p "$dir/logs" "$dir/pids"
+	save_host_state
+	pki
+	local t0=$SECONDS
+	start_etcd
+	start_apiserver
+	start_controllers
+	start_containerd
+	import_image "$bin/pause.tar"
+	import_image "$bin/busybox.tar"
+	start_kubelet
+	start_vault
+	start_postgres
+	install_driver
+	install_provider
+	print_env >"$dir/env"
+	# shellcheck disable=SC1091
+	source "$dir/env"
+	"$here/bootstrap.sh" >&2
+	say "up in $((SECONDS - t0)) s; run: source <($0 env)"
+}
+
+# stop NAME [SIGNAL]: end a host process and wait for it.
+stop() {
+	local name=$1 pid
+	[[ -f $dir/pids/$name ]] || return 0
+	pid=$(cat "$dir/pids/$name")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+		local i
+		for i in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -KILL -- "-$pid" 2>/dev/null || true
+	fi
+	rm -f "$dir/pids/$name"
+}
+
+down() {
+	if [[ -f $dir/admin.kubeconfig ]] && running kube-apiserver; then
+		# Let the kubelet unmount pod volumes while the driver still runs.
+		kubectl delete namespace -l vcp-e2e=true --wait=false >/dev/null 2>&1 || true
+	fi
+	stop kubelet
+	stop csi-registrar
+	stop secrets-store-csi-driver
+	if running containerd; then
+		local c
+		for c in $(crictl_ids); do
+			ctr --address "$containerd_state/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
+		done
+	fi
+	stop containerd
+	pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io -address $containerd_state" 2>/dev/null || true
+	stop kube-scheduler
+	stop kube-controller-manager
+	stop kube-apiserver
+	stop etcd
+	stop vault
+	stop postgres
+	# Mounts left by the kubelet, containerd and CNI, innermost first.
+	local m
+	for m in $(awk '{print $2}' /proc/mounts | grep -E "^($kubelet_dir|$containerd_root|$containerd_state|/run/netns/cni-)" | sort -r); do
+		umount -l "$m" 2>/dev/null || true
+	done
+	rm -f /run/netns/cni-* 2>/dev/null || true
+	ip link delete "$bridge" >/dev/null 2>&1 || true
+	local cg
+	for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice; do
+		[[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+	done
+	restore_host_state
+	rm -rf "$kubelet_dir" "$containerd_root" "$containerd_state" "$etcd_dir" "$providers_dir" "$dir"
+	say "down"
+}
+
+crictl_ids() {
+	ctr --address "$containerd_state/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null || true
+}
+
+status() {
+	local n
+	for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet \
+		secrets-store-csi-driver csi-registrar vault postgres; do
+		if running "$n"; then echo "$n: running"; else echo "$n: stopped"; fi
+	done
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+env) [[ -f $dir/env ]] && cat "$dir/env" || die "not up: run $0 up" ;;
+status) status ;;
+# For the Vault-outage case: stop and start the dev server (a dev server
+# keeps nothing, so start re-runs the bootstrap).
+stop-vault) stop vault ;;
+start-vault)
+	start_vault
+	# shellcheck disable=SC1091
+	source "$dir/env"
+	"$here/bootstrap.sh" >&2
+	;;
+*)
+	echo "usage: $0 up|down|env|status" >&2
+	exit 2
+	;;
+esac

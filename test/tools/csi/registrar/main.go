@@ -1,0 +1,69 @@
+// Command registrar registers a CSI driver with the kubelet through the
+// kubelet's plugin registration socket, as node-driver-registrar does. The
+// Go module proxy refuses github.com/kubernetes-csi/node-driver-registrar, so
+// the one-node test cluster uses this instead; it speaks the same
+// pluginregistration/v1 API (GetInfo, NotifyRegistrationStatus).
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"google.golang.org/grpc"
+	registration "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+)
+
+type registrar struct {
+	registration.UnimplementedRegistrationServer
+	name, endpoint string
+}
+
+func (r *registrar) GetInfo(context.Context, *registration.InfoRequest) (*registration.PluginInfo, error) {
+	return &registration.PluginInfo{
+		Type:              registration.CSIPlugin,
+		Name:              r.name,
+		Endpoint:          r.endpoint,
+		SupportedVersions: []string{"1.0.0"},
+	}, nil
+}
+
+func (r *registrar) NotifyRegistrationStatus(_ context.Context, s *registration.RegistrationStatus) (*registration.RegistrationStatusResponse, error) {
+	if !s.PluginRegistered {
+		log.Printf("kubelet refused %s: %s", r.name, s.Error)
+	} else {
+		log.Printf("kubelet registered %s at %s", r.name, r.endpoint)
+	}
+	return &registration.RegistrationStatusResponse{}, nil
+}
+
+func main() {
+	name := flag.String("driver-name", "secrets-store.csi.k8s.io", "CSI driver name")
+	endpoint := flag.String("csi-address", "", "path of the driver's CSI socket, as the kubelet sees it")
+	socket := flag.String("registration-socket", "", "path of this registrar's socket in the kubelet's plugins_registry directory")
+	flag.Parse()
+	if *endpoint == "" || *socket == "" {
+		log.Fatal("-csi-address and -registration-socket are required")
+	}
+	_ = os.Remove(*socket)
+	lis, err := net.Listen("unix", *socket)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	registration.RegisterRegistrationServer(srv, &registrar{name: *name, endpoint: *endpoint})
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-stop
+		srv.Stop()
+		_ = os.Remove(*socket)
+	}()
+	if err := srv.Serve(lis); err != nil {
+		log.Fatal(err)
+	}
+}
