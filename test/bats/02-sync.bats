@@ -38,10 +38,14 @@ EOF
 	run kubectl -n "$NS" get secret db-synced -o 'jsonpath={.metadata.labels.secrets-store\.csi\.k8s\.io/managed}'
 	assert_output true
 
-	# Both pods own the Secret (through their SecretProviderClassPodStatus or directly).
-	run kubectl -n "$NS" get secret db-synced -o 'jsonpath={range .metadata.ownerReferences[*]}{.kind}/{.name}{"\n"}{end}'
-	assert_output --partial sync-a
-	assert_output --partial sync-b
+	# Both pods own the Secret, through their SecretProviderClassPodStatus
+	# (which the pod owns); the driver adds the second owner asynchronously.
+	owners() { kubectl -n "$NS" get secret db-synced -o 'jsonpath={range .metadata.ownerReferences[*]}{.kind}/{.name}{"\n"}{end}'; }
+	owned_by_both() { [[ $(owners) == *sync-a-* && $(owners) == *sync-b-* ]]; }
+	wait_for 30 owned_by_both
+	run owners
+	assert_line "SecretProviderClassPodStatus/sync-a-$NS-synced"
+	assert_line "SecretProviderClassPodStatus/sync-b-$NS-synced"
 
 	kubectl -n "$NS" delete pod sync-a --wait=true >/dev/null
 	run kubectl -n "$NS" get secret db-synced

@@ -37,39 +37,17 @@ pg_port=${VCP_PG_PORT:-15432}
 rotation_poll=${VCP_ROTATION_POLL:-10s}
 provider_image=localhost/vault-csi-provider:e2e
 csi_chart=$(cd "$repo/test/tools/csi" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)/charts/secrets-store-csi-driver
+vault_host=127.0.0.1
+who=cluster
 export PATH=$bin:$PATH
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
-say() { echo "cluster: $*" >&2; }
-die() {
-	say "$*"
-	exit 1
-}
 
 kubectl() { command kubectl --kubeconfig "$dir/admin.kubeconfig" "$@"; }
 
-# start NAME CMD...: a host process in its own session, logging to logs/NAME.log.
-start() {
-	local name=$1
-	shift
-	if running "$name"; then return 0; fi
-	setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null &
-	echo $! >"$dir/pids/$name"
-}
 
-running() { [[ -f $dir/pids/$1 ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
 
-# wait_until SECONDS WHAT CMD...: retry CMD every half second.
-wait_until() {
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS >= deadline)); then
-			say "timed out waiting for $what"
-			return 1
-		fi
-		sleep 0.5
-	done
-}
 
 # --- PKI -----------------------------------------------------------------
 
@@ -327,46 +305,14 @@ csinode_has_driver() {
 install_provider() {
 	make -C "$repo" --no-print-directory image IMAGE="$provider_image" IMAGE_TAR="$dir/provider.tar" >&2
 	import_image "$dir/provider.tar"
-	helm --kubeconfig "$dir/admin.kubeconfig" upgrade --install vault-csi-provider "$repo/charts/vault-csi-provider" \
-		-n vault-csi --create-namespace -f "$here/provider-values.yaml" \
+	install_provider_chart --kubeconfig "$dir/admin.kubeconfig" -f "$here/provider-values.yaml" \
 		--set image.repository="${provider_image%:*}" --set image.tag="${provider_image##*:}" \
 		--set "extraEnv[0].name=KUBERNETES_SERVICE_HOST" --set "extraEnv[0].value=127.0.0.1" \
 		--set "extraEnv[1].name=KUBERNETES_SERVICE_PORT" --set-string "extraEnv[1].value=$api_port" \
-		--set vault.address="http://127.0.0.1:$vault_port" >/dev/null
-	# A new image under the same tag: restart the pods so they run it.
-	kubectl -n vault-csi rollout restart daemonset/vault-csi-provider >/dev/null
-	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=120s >&2
+		--set vault.address="http://127.0.0.1:$vault_port"
 }
 
-start_vault() {
-	mkdir -p "$dir/vault-plugins"
-	local p
-	for p in kubernetes postgresql-database-plugin; do
-		# Vault refuses symbolic links in its plugin directory.
-		[[ -f $dir/vault-plugins/$p ]] || cp "$(readlink -f "$bin/plugins/$p")" "$dir/vault-plugins/$p"
-	done
-	start vault vault server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$vault_port" \
-		-dev-plugin-dir="$dir/vault-plugins" -dev-no-store-token
-	wait_until 30 "vault" env VAULT_ADDR="http://127.0.0.1:$vault_port" vault status
-}
 
-start_postgres() {
-	# The real directory: postgres cannot enter root's home, where $bin is.
-	local pg
-	pg=$(readlink -f "$bin/postgresql")
-	if [[ ! -f $dir/pg/PG_VERSION ]]; then
-		mkdir -p "$dir/pg"
-		chown postgres "$dir/pg"
-		echo postgres-e2e >"$dir/pgpass"
-		chown postgres "$dir/pgpass"
-		runuser -u postgres -- "$pg/initdb" -D "$dir/pg" -U postgres --pwfile="$dir/pgpass" \
-			--auth-local=trust --auth-host=scram-sha-256 --no-sync >"$dir/logs/initdb.log" 2>&1
-	fi
-	mkdir -p "$dir/pg-run" && chown postgres "$dir/pg-run"
-	start postgres runuser -u postgres -- "$pg/postgres" -D "$dir/pg" -p "$pg_port" \
-		-c listen_addresses=127.0.0.1 -c unix_socket_directories="$dir/pg-run" -c fsync=off
-	wait_until 30 "postgres" "$pg/pg_isready" -h 127.0.0.1 -p "$pg_port"
-}
 
 print_env() {
 	cat <<EOF
@@ -414,22 +360,6 @@ up() {
 	say "up in $((SECONDS - t0)) s; run: source <($0 env)"
 }
 
-# stop NAME [SIGNAL]: end a host process and wait for it.
-stop() {
-	local name=$1 pid
-	[[ -f $dir/pids/$name ]] || return 0
-	pid=$(cat "$dir/pids/$name")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		local i
-		for i in $(seq 1 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -KILL -- "-$pid" 2>/dev/null || true
-	fi
-	rm -f "$dir/pids/$name"
-}
 
 down() {
 	if [[ -f $dir/admin.kubeconfig ]] && running kube-apiserver; then
@@ -446,7 +376,7 @@ down() {
 		done
 	fi
 	stop containerd
-	pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io -address $containerd_state" 2>/dev/null || true
+	pkill -KILL -f "containerd-shim-runc-v2 .*-address $containerd_state/" 2>/dev/null || true
 	stop kube-scheduler
 	stop kube-controller-manager
 	stop kube-apiserver
@@ -464,9 +394,40 @@ down() {
 	for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice; do
 		[[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
 	done
+	remove_kubelet_iptables
 	restore_host_state
 	rm -rf "$kubelet_dir" "$containerd_root" "$containerd_state" "$etcd_dir" "$providers_dir" "$dir"
-	say "down"
+	verify_clean
+	say "down: nothing left on this machine"
+}
+
+# verify_clean: fail, naming it, if anything the cluster made is still here.
+verify_clean() {
+	local left=()
+	pgrep -f "containerd-shim-runc-v2 .*-address $containerd_state/" >/dev/null && left+=("containerd shims")
+	grep -qE " ($kubelet_dir|$containerd_root|$containerd_state|/run/netns/cni-)" /proc/mounts && left+=("mounts")
+	ip link show "$bridge" >/dev/null 2>&1 && left+=("bridge $bridge")
+	iptables-save 2>/dev/null | grep -q 'KUBE-' && left+=("iptables KUBE-* rules")
+	grep -q '# vcp-cluster$' /etc/hosts && left+=("/etc/hosts entry")
+	local d
+	for d in "$kubelet_dir" "$containerd_root" "$containerd_state" "$etcd_dir" "$dir"; do
+		[[ -e $d ]] && left+=("$d")
+	done
+	if ((${#left[@]})); then
+		die "down left: ${left[*]}"
+	fi
+}
+
+# remove_kubelet_iptables: the kubelet's KUBE-* chains and the rules that
+# jump to them, in every table; nothing else is touched.
+remove_kubelet_iptables() {
+	local save restore
+	for save in iptables-save ip6tables-save; do
+		command -v "$save" >/dev/null || continue
+		restore=${save/-save/-restore}
+		"$save" | grep -q 'KUBE-' || continue
+		"$save" | grep -v -- 'KUBE-' | "$restore" || say "could not remove the kubelet's rules with $restore"
+	done
 }
 
 crictl_ids() {

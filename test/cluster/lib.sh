@@ -1,0 +1,92 @@
+# Shared by cluster.sh (the local one-node cluster) and kind.sh: host
+# processes (start, stop), Vault and PostgreSQL outside the cluster, and our
+# chart's installation. Callers set: dir (state), bin (components), who
+# (log prefix), vault_host, vault_port, pg_port, repo.
+
+say() { echo "$who: $*" >&2; }
+
+die() {
+	say "$*"
+	exit 1
+}
+
+# start NAME CMD...: a host process in its own session, logging to logs/NAME.log.
+start() {
+	local name=$1
+	shift
+	if running "$name"; then return 0; fi
+	# 3>&-: bats waits for every holder of its fd 3 to exit.
+	setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null 3>&- &
+	echo $! >"$dir/pids/$name"
+}
+
+running() { [[ -f $dir/pids/$1 ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
+
+# wait_until SECONDS WHAT CMD...: retry CMD every half second.
+wait_until() {
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			say "timed out waiting for $what"
+			return 1
+		fi
+		sleep 0.5
+	done
+}
+
+# stop NAME: end a host process (its whole session) and wait for it.
+stop() {
+	local name=$1 pid
+	[[ -f $dir/pids/$name ]] || return 0
+	pid=$(cat "$dir/pids/$name")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+		local i
+		for i in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -KILL -- "-$pid" 2>/dev/null || true
+	fi
+	rm -f "$dir/pids/$name"
+}
+
+start_vault() {
+	mkdir -p "$dir/vault-plugins"
+	local p
+	for p in kubernetes postgresql-database-plugin; do
+		# Vault refuses symbolic links in its plugin directory.
+		[[ -f $dir/vault-plugins/$p ]] || cp "$(readlink -f "$bin/plugins/$p")" "$dir/vault-plugins/$p"
+	done
+	start vault vault server -dev -dev-root-token-id=root -dev-listen-address="$vault_host:$vault_port" \
+		-dev-plugin-dir="$dir/vault-plugins" -dev-no-store-token
+	wait_until 30 "vault" env VAULT_ADDR="http://$vault_host:$vault_port" vault status
+}
+
+start_postgres() {
+	# The real directory: postgres cannot enter root's home, where $bin is.
+	local pg
+	pg=$(readlink -f "$bin/postgresql")
+	if [[ ! -f $dir/pg/PG_VERSION ]]; then
+		mkdir -p "$dir/pg"
+		chown postgres "$dir/pg"
+		echo postgres-e2e >"$dir/pgpass"
+		chown postgres "$dir/pgpass"
+		runuser -u postgres -- "$pg/initdb" -D "$dir/pg" -U postgres --pwfile="$dir/pgpass" \
+			--auth-local=trust --auth-host=scram-sha-256 --no-sync >"$dir/logs/initdb.log" 2>&1
+	fi
+	mkdir -p "$dir/pg-run" && chown postgres "$dir/pg-run"
+	start postgres runuser -u postgres -- "$pg/postgres" -D "$dir/pg" -p "$pg_port" \
+		-c listen_addresses=127.0.0.1 -c unix_socket_directories="$dir/pg-run" -c fsync=off
+	wait_until 30 "postgres" "$pg/pg_isready" -h 127.0.0.1 -p "$pg_port"
+}
+
+# install_provider_chart HELM_ARGS...: our chart from this repository, then a
+# restart so that pods run the image just loaded under the same tag.
+install_provider_chart() {
+	helm upgrade --install vault-csi-provider "$repo/charts/vault-csi-provider" \
+		-n vault-csi --create-namespace "$@" >/dev/null
+	kubectl -n vault-csi rollout restart daemonset/vault-csi-provider >/dev/null
+	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=180s >&2
+}
