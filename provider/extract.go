@@ -18,9 +18,12 @@ var (
 	ErrDecode = errors.New("value not in the declared encoding")
 )
 
-// extracted is what one object puts in its file, and what its version covers.
+// extracted is what one object puts in its file (or, with layout
+// directory, its files), and what its version covers.
 type extracted struct {
 	content []byte
+	// files are the files of a directory object, by key.
+	files map[string][]byte
 	// versioned is the part of the response the version is computed over: the
 	// file content, or for a whole-response object its data, so that envelope
 	// fields such as request_id do not change the version.
@@ -30,8 +33,11 @@ type extracted struct {
 // extract picks the object's value out of a Vault response body.
 //
 // With secretKey, the value is looked up in data.data (KV v2) and then in data;
-// strings are written raw, other JSON values as JSON. Without secretKey the
-// file is the whole response, as hashicorp/vault-csi-provider writes it.
+// with jsonPath, it is selected from the whole response. Strings are written
+// raw, other JSON values as JSON. Without either the file is the whole
+// response, as hashicorp/vault-csi-provider writes it, unless the layout is
+// directory: then each key of the secret (data.data for KV v2, else data)
+// or of the selected value becomes a file.
 func extract(o Object, body []byte) (extracted, error) {
 	var envelope struct {
 		Data json.RawMessage `json:"data"`
@@ -39,25 +45,47 @@ func extract(o Object, body []byte) (extracted, error) {
 	if err := json.Unmarshal(body, &envelope); err != nil {
 		return extracted{}, fmt.Errorf("object %q: response from %s is not a JSON object", o.Name, o.apiPath)
 	}
-	if o.Key == "" {
+	var raw json.RawMessage
+	var err error
+	switch {
+	case o.selector != nil:
+		raw, err = selectPath(o, body)
+	case o.Key != "":
+		raw, err = lookupKey(o, envelope.Data)
+	case o.Layout == layoutDirectory:
+		raw = secretData(envelope.Data)
+	default:
 		return extracted{content: body, versioned: compact(envelope.Data)}, nil
 	}
-	raw, err := lookupKey(o, envelope.Data)
 	if err != nil {
 		return extracted{}, err
 	}
-	var value []byte
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		value = []byte(s)
-	} else {
-		value = compact(raw)
+	if o.Layout == layoutDirectory {
+		files, err := directoryFiles(o, raw)
+		if err != nil {
+			return extracted{}, err
+		}
+		return extracted{files: files, versioned: compact(raw)}, nil
 	}
-	decoded, err := decode(o, value)
+	decoded, err := decode(o, fileValue(raw))
 	if err != nil {
 		return extracted{}, err
 	}
 	return extracted{content: decoded, versioned: decoded}, nil
+}
+
+// secretData is a response's secret: data.data for KV v2 (data holding data
+// and metadata), else data.
+func secretData(data json.RawMessage) json.RawMessage {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) == nil {
+		if inner, ok := fields["data"]; ok {
+			if _, kv2 := fields["metadata"]; kv2 && len(fields) == 2 {
+				return inner
+			}
+		}
+	}
+	return data
 }
 
 func lookupKey(o Object, data json.RawMessage) (json.RawMessage, error) {

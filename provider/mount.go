@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -55,6 +57,8 @@ type Mounter struct {
 	Log     *slog.Logger
 	// ReadConcurrency bounds parallel reads within one mount.
 	ReadConcurrency int
+
+	kv KVPaths
 }
 
 // mount holds one mount's resolved inputs.
@@ -63,6 +67,8 @@ type mount struct {
 	cfg    config.Vault
 	id     auth.Identity
 	idKey  string // id.Key(), computed once
+	// connKey is cfg.ConnectionKey(), computed once.
+	connKey string
 	log    *slog.Logger
 }
 
@@ -89,6 +95,7 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 		mt.cfg.Address = addr
 		mt.id = auth.Identity{Vault: mt.cfg, Role: params.Role, Audience: params.Audience, Pod: params.Pod}
 		mt.idKey = mt.id.Key()
+		mt.connKey = mt.cfg.ConnectionKey()
 		base, err := m.Clients.Get(mt.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
@@ -109,7 +116,7 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 // readWithSession logs in (or reuses the cached token) and reads every
 // object. A cached token Vault no longer accepts is dropped and the reads are
 // retried once with a new login.
-func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Client) (map[string][]byte, error) {
+func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Client) (map[string]fetched, error) {
 	login := func(ctx context.Context) (vault.Session, error) {
 		tok, err := m.Tokens.Token(ctx, mt.params.Pod, mt.params.Audience, mt.params.Tokens)
 		if err != nil {
@@ -139,34 +146,141 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 	return bodies, err
 }
 
-// readAll fetches each distinct request once, in parallel up to
-// ReadConcurrency, and returns the bodies by request key.
-func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string][]byte, error) {
-	unique := map[string]vault.Request{}
+// fetched is what one object's Vault calls produced: a response body, a
+// rendered template, or a token; versioned is what a template's version
+// covers besides its output.
+type fetched struct {
+	body      []byte
+	versioned []byte
+}
+
+// fetchKey is equal for objects that need the same Vault calls.
+func fetchKey(o Object) string {
+	switch {
+	case o.VaultToken:
+		return "token\x00" + o.Name
+	case o.Template != "":
+		return "template\x00" + o.Name
+	}
+	return requestKey(o)
+}
+
+// readAll makes each object's Vault calls, in parallel up to
+// ReadConcurrency; a request several objects or templates make is sent once.
+func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]fetched, error) {
+	once := newReadOnce(func(ctx context.Context, r vault.Request) ([]byte, error) {
+		body, err := m.read(ctx, mt, sess, r)
+		if err != nil {
+			return nil, explainRead(err, mt, r)
+		}
+		return body, nil
+	})
+	tasks := map[string]func(context.Context) (fetched, error){}
 	for _, o := range mt.params.Objects {
-		unique[requestKey(o)] = vaultRequest(o)
+		switch {
+		case o.VaultToken:
+			tasks[fetchKey(o)] = func(ctx context.Context) (fetched, error) { return m.podToken(ctx, mt, sess, o) }
+		case o.Template != "":
+			tasks[fetchKey(o)] = func(ctx context.Context) (fetched, error) {
+				out, err := render(ctx, o, once.get)
+				return fetched{body: out.output, versioned: out.versioned}, err
+			}
+		default:
+			r := vaultRequest(o)
+			tasks[fetchKey(o)] = func(ctx context.Context) (fetched, error) {
+				body, err := once.get(ctx, r)
+				return fetched{body: body}, err
+			}
+		}
 	}
 	var mu sync.Mutex
-	bodies := make(map[string][]byte, len(unique))
+	results := make(map[string]fetched, len(tasks))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(m.ReadConcurrency, 1))
-	for key, r := range unique {
+	for key, task := range tasks {
 		g.Go(func() error {
-			body, err := m.read(gctx, mt, sess, key, r)
+			f, err := task(gctx)
 			if err != nil {
-				return explainRead(err, mt, r)
+				return err
 			}
 			mu.Lock()
-			bodies[key] = body
+			results[key] = f
 			mu.Unlock()
 			return nil
 		})
 	}
-	return bodies, g.Wait()
+	return results, g.Wait()
+}
+
+// readOnce sends each distinct request of a mount once; later callers get
+// the first one's answer.
+type readOnce struct {
+	read  func(context.Context, vault.Request) ([]byte, error)
+	mu    sync.Mutex
+	calls map[string]*onceCall
+}
+
+type onceCall struct {
+	done chan struct{}
+	body []byte
+	err  error
+}
+
+func newReadOnce(read func(context.Context, vault.Request) ([]byte, error)) *readOnce {
+	return &readOnce{read: read, calls: map[string]*onceCall{}}
+}
+
+func (o *readOnce) get(ctx context.Context, r vault.Request) ([]byte, error) {
+	key := requestKeyOf(r)
+	o.mu.Lock()
+	c, ok := o.calls[key]
+	if !ok {
+		c = &onceCall{done: make(chan struct{})}
+		o.calls[key] = c
+	}
+	o.mu.Unlock()
+	if !ok {
+		c.body, c.err = o.read(ctx, r)
+		close(c.done)
+	}
+	select {
+	case <-c.done:
+		return c.body, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// podToken is the pod's own Vault token (the one this mount logged in
+// with), response-wrapped when the object sets wrapTTL.
+func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o Object) (fetched, error) {
+	token := sess.Client.Token()
+	if o.wrapTTL == 0 {
+		return fetched{body: []byte(token)}, nil
+	}
+	r := vault.Request{Method: http.MethodPost, Path: "sys/wrapping/wrap", Body: map[string]any{"token": token}, WrapTTL: o.wrapTTL}
+	body, err := vault.Do(ctx, sess.Client, r)
+	m.Metrics.VaultRequest("wrap", vault.StatusClass(err))
+	if err != nil {
+		return fetched{}, explainRead(err, mt, r)
+	}
+	var resp struct {
+		WrapInfo struct {
+			Token string `json:"token"`
+		} `json:"wrap_info"`
+	}
+	if json.Unmarshal(body, &resp) != nil || resp.WrapInfo.Token == "" {
+		return fetched{}, fmt.Errorf("object %q: vault answered sys/wrapping/wrap without wrap_info.token", o.Name)
+	}
+	return fetched{body: []byte(resp.WrapInfo.Token)}, nil
 }
 
 // read makes one request, or answers it from the lease cache.
-func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, r vault.Request) ([]byte, error) {
+func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, r vault.Request) ([]byte, error) {
+	key := requestKeyOf(r)
+	if r.Method == http.MethodGet {
+		r.Path = m.kv.Resolve(ctx, sess.Client, mt.connKey, r.Path)
+	}
 	readNow := func(ctx context.Context) ([]byte, error) {
 		body, err := vault.Do(ctx, sess.Client, r)
 		m.Metrics.VaultRequest("read", vault.StatusClass(err))
@@ -188,20 +302,42 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key st
 	return body, err
 }
 
-// respond builds the files and versions from the bodies read.
-func (m *Mounter) respond(ctx context.Context, mt mount, bodies map[string][]byte) (*v1alpha1.MountResponse, error) {
+// respond builds the files and versions from what was fetched.
+func (m *Mounter) respond(ctx context.Context, mt mount, results map[string]fetched) (*v1alpha1.MountResponse, error) {
 	key := m.Keys.Key(ctx)
 	resp := &v1alpha1.MountResponse{}
+	paths := map[string]string{} // file path -> object, to catch clashes
+	add := func(o Object, path string, mode fs.FileMode, contents []byte) error {
+		if other, dup := paths[path]; dup {
+			return fmt.Errorf("%w: objects %q and %q both write %s: rename one", ErrInvalidParameters, other, o.Name, path)
+		}
+		paths[path] = o.Name
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: path, Mode: int32(mode), Contents: contents})
+		return nil
+	}
 	for _, o := range mt.params.Objects {
-		ex, err := extract(o, bodies[requestKey(o)])
-		if err != nil {
-			return nil, err
+		f := results[fetchKey(o)]
+		ex := extracted{content: f.body, versioned: append(append(append([]byte(nil), f.body...), 0), f.versioned...)}
+		if !o.VaultToken && o.Template == "" {
+			var err error
+			if ex, err = extract(o, f.body); err != nil {
+				return nil, err
+			}
 		}
 		mode := mt.params.DefaultMode
 		if o.Mode != nil {
 			mode = fs.FileMode(*o.Mode)
 		}
-		resp.Files = append(resp.Files, &v1alpha1.File{Path: o.Name, Mode: int32(mode), Contents: ex.content})
+		if ex.files == nil {
+			if err := add(o, o.Name, mode, ex.content); err != nil {
+				return nil, err
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(ex.files)) {
+			if err := add(o, o.Name+"/"+k, mode, ex.files[k]); err != nil {
+				return nil, err
+			}
+		}
 		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: o.Name, Version: objectVersion(key, o, mode, ex.versioned)})
 	}
 	if size := proto.Size(resp); size > MaxResponseBytes {
@@ -231,10 +367,12 @@ func vaultRequest(o Object) vault.Request {
 }
 
 // requestKey is equal for objects that make the same call; secretArgs count,
-// so two PKI certificates with different common names are two requests. It
-// is a hash: secretArgs may hold values that must not sit in a cache key.
-func requestKey(o Object) string {
-	r := vaultRequest(o)
+// so two PKI certificates with different common names are two requests.
+func requestKey(o Object) string { return requestKeyOf(vaultRequest(o)) }
+
+// requestKeyOf is a hash: secretArgs may hold values that must not sit in a
+// cache key.
+func requestKeyOf(r vault.Request) string {
 	args, _ := json.Marshal(r.Body) // JSON-shaped data from YAML: cannot fail
 	sum := sha256.Sum256([]byte(r.Method + " " + r.Path + "?" + r.Query.Encode() + " " + string(args)))
 	return hex.EncodeToString(sum[:])

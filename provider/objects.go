@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/template"
+	"time"
 )
 
 // Object is one entry of the SecretProviderClass's objects list: one file in
@@ -25,9 +27,37 @@ type Object struct {
 	Encoding string         `json:"encoding,omitempty"`
 	Mode     *FileMode      `json:"filePermission,omitempty"`
 
-	apiPath string     // Path without /v1/ and without the query
-	query   url.Values // the ?query of Path
+	// Beyond hashicorp's provider (see docs/parameters.md):
+	// Template renders the file from one or several secrets, in the Vault
+	// Agent's syntax ({{ with secret "secret/data/app" }}...{{ end }}).
+	Template string `json:"template,omitempty"`
+	// Layout "directory" writes one file per key under objectName/.
+	Layout string `json:"layout,omitempty"`
+	// JSONPath selects a value in the response: .data.data.db.host.
+	JSONPath string `json:"jsonPath,omitempty"`
+	// VaultToken writes the pod's own Vault token, response-wrapped for
+	// WrapTTL when that is set.
+	VaultToken bool   `json:"vaultToken,omitempty"`
+	WrapTTL    string `json:"wrapTTL,omitempty"`
+
+	apiPath  string     // Path without /v1/ and without the query
+	query    url.Values // the ?query of Path
+	tmpl     *template.Template
+	selector []step
+	wrapTTL  time.Duration
 }
+
+// Object layouts.
+const (
+	layoutFile      = "file"
+	layoutDirectory = "directory"
+)
+
+// Bounds of wrapTTL.
+const (
+	minWrapTTL = time.Second
+	maxWrapTTL = 24 * time.Hour
+)
 
 // Encodings an object's value may be stored in; the file gets the decoded bytes.
 const (
@@ -96,12 +126,94 @@ func (o *Object) normalize() error {
 		problems = append(problems, fmt.Errorf("object %q: encoding %q is not supported: use utf-8, base64 or hex", o.Name, o.Encoding))
 	}
 
+	o.Layout = strings.ToLower(strings.TrimSpace(o.Layout))
+	switch o.Layout {
+	case "", layoutFile:
+		o.Layout = layoutFile
+	case layoutDirectory:
+	default:
+		problems = append(problems, fmt.Errorf("object %q: layout %q is not supported: use file (the default) or directory (one file per key)", o.Name, o.Layout))
+	}
+
+	switch {
+	case o.VaultToken:
+		problems = append(problems, o.normalizeToken()...)
+	case o.Template != "":
+		problems = append(problems, o.normalizeTemplate()...)
+	default:
+		problems = append(problems, o.normalizeRead()...)
+	}
+	return errors.Join(problems...)
+}
+
+// normalizeRead checks an object that reads one Vault path.
+func (o *Object) normalizeRead() []error {
+	var problems []error
 	apiPath, query, err := splitSecretPath(o.Path)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
 	}
 	o.apiPath, o.query = apiPath, query
-	return errors.Join(problems...)
+	if o.JSONPath != "" {
+		if o.Key != "" {
+			problems = append(problems, fmt.Errorf("object %q: secretKey and jsonPath both set: keep one (jsonPath %q selects from the whole response)", o.Name, o.JSONPath))
+		}
+		steps, err := parseJSONPath(o.JSONPath)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
+		}
+		o.selector = steps
+	}
+	if o.WrapTTL != "" {
+		problems = append(problems, fmt.Errorf("object %q: wrapTTL applies only with vaultToken: true: remove it", o.Name))
+	}
+	return problems
+}
+
+// normalizeTemplate checks an object rendered from a template.
+func (o *Object) normalizeTemplate() []error {
+	var problems []error
+	for _, field := range o.fieldsSet("secretPath", "secretKey", "secretArgs", "jsonPath", "wrapTTL", "layout") {
+		problems = append(problems, fmt.Errorf("object %q: %s does not apply to a template: the template names its secrets with {{ secret \"path\" }}", o.Name, field))
+	}
+	t, err := parseTemplate(o.Name, o.Template)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
+	}
+	o.tmpl = t
+	return problems
+}
+
+// fieldsSet returns those of the named fields the object sets, in order
+// (layout counts when it is directory).
+func (o *Object) fieldsSet(names ...string) []string {
+	set := map[string]bool{
+		"secretPath": o.Path != "", "secretKey": o.Key != "", "secretArgs": len(o.Args) > 0, "jsonPath": o.JSONPath != "",
+		"template": o.Template != "", "wrapTTL": o.WrapTTL != "", "layout": o.Layout == layoutDirectory,
+	}
+	var out []string
+	for _, n := range names {
+		if set[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// normalizeToken checks an object that writes the pod's Vault token.
+func (o *Object) normalizeToken() []error {
+	var problems []error
+	for _, field := range o.fieldsSet("secretPath", "secretKey", "secretArgs", "jsonPath", "template", "layout") {
+		problems = append(problems, fmt.Errorf("object %q: %s does not apply with vaultToken: true, which writes the pod's Vault token", o.Name, field))
+	}
+	if o.WrapTTL != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(o.WrapTTL))
+		if err != nil || d < minWrapTTL || d > maxWrapTTL {
+			problems = append(problems, fmt.Errorf("object %q: wrapTTL %q is not a duration between %s and %s: write it like 5m", o.Name, o.WrapTTL, minWrapTTL, maxWrapTTL))
+		}
+		o.wrapTTL = d
+	}
+	return problems
 }
 
 // splitSecretPath accepts "secret/data/app", "/v1/secret/data/app" and

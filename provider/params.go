@@ -74,7 +74,8 @@ var knownParameters = []string{
 }
 
 // knownObjectFields are the fields of one object.
-var knownObjectFields = []string{"objectName", "secretPath", "secretKey", "secretArgs", "method", "encoding", "filePermission"}
+var knownObjectFields = []string{"objectName", "secretPath", "secretKey", "secretArgs", "method", "encoding", "filePermission",
+	"template", "layout", "jsonPath", "vaultToken", "wrapTTL"}
 
 // unknownKeys lists the attributes that are neither parameters nor set by the
 // driver and kubelet, and the object fields that are not known.

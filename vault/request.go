@@ -22,6 +22,8 @@ type Request struct {
 	Path   string // without /v1/
 	Query  url.Values
 	Body   map[string]any // sent as JSON with PUT and POST
+	// WrapTTL asks Vault to response-wrap the answer for this long.
+	WrapTTL time.Duration
 }
 
 // Session is a Vault token obtained by a login.
@@ -67,6 +69,9 @@ func Do(ctx context.Context, client *api.Client, r Request) ([]byte, error) {
 	req := client.NewRequest(r.Method, "/v1/"+r.Path)
 	if len(r.Query) > 0 {
 		req.Params = r.Query
+	}
+	if r.WrapTTL > 0 {
+		req.WrapTTL = fmt.Sprintf("%ds", int(r.WrapTTL/time.Second))
 	}
 	if r.Method != http.MethodGet && r.Body != nil {
 		if err := req.SetJSONBody(r.Body); err != nil {

@@ -1,0 +1,98 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vaultcsi/vault-csi-provider/vault"
+)
+
+// KVPaths lets users write KV version 2 paths as `vault kv get` takes them:
+// secret/app on a KV v2 mount reads secret/data/app. The mount behind a path
+// is asked of Vault once (sys/internal/ui/mounts/<path>, which any token with
+// a capability on the path may call) and remembered per Vault connection.
+// Paths already naming data/ or metadata/ after the mount are left alone, so
+// hashicorp-style classes read exactly what they name.
+//
+// Contract: safe for concurrent use; the zero value is ready. When Vault does
+// not answer the lookup, the path is used as written.
+type KVPaths struct {
+	mu     sync.Mutex
+	mounts map[string][]kvMount // connection key -> mounts seen
+}
+
+type kvMount struct {
+	path string // with a trailing slash, e.g. "secret/"
+	v2   bool
+}
+
+// Resolve returns the path to read for a GET of p.
+func (k *KVPaths) Resolve(ctx context.Context, client *api.Client, conn, p string) string {
+	m, ok := k.lookup(conn, p)
+	if !ok {
+		var found bool
+		if m, found = k.ask(ctx, client, p); !found {
+			return p
+		}
+		k.remember(conn, m)
+	}
+	if !m.v2 {
+		return p
+	}
+	rest := strings.TrimPrefix(p, m.path)
+	if rest == "" || strings.HasPrefix(rest, "data/") || strings.HasPrefix(rest, "metadata/") {
+		return p
+	}
+	return m.path + "data/" + rest
+}
+
+func (k *KVPaths) lookup(conn, p string) (kvMount, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	best := kvMount{}
+	for _, m := range k.mounts[conn] {
+		if strings.HasPrefix(p+"/", m.path) && len(m.path) > len(best.path) {
+			best = m
+		}
+	}
+	return best, best.path != ""
+}
+
+func (k *KVPaths) remember(conn string, m kvMount) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.mounts == nil {
+		k.mounts = map[string][]kvMount{}
+	}
+	for _, have := range k.mounts[conn] {
+		if have.path == m.path {
+			return
+		}
+	}
+	k.mounts[conn] = append(k.mounts[conn], m)
+}
+
+// ask looks the mount of p up in Vault.
+func (k *KVPaths) ask(ctx context.Context, client *api.Client, p string) (kvMount, bool) {
+	body, err := vault.Do(ctx, client, vault.Request{Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + p})
+	if err != nil {
+		return kvMount{}, false
+	}
+	var resp struct {
+		Data struct {
+			Path    string            `json:"path"`
+			Type    string            `json:"type"`
+			Options map[string]string `json:"options"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &resp) != nil || resp.Data.Path == "" {
+		return kvMount{}, false
+	}
+	path := strings.TrimSuffix(resp.Data.Path, "/") + "/"
+	return kvMount{path: path, v2: resp.Data.Type == "kv" && resp.Data.Options["version"] == "2"}, true
+}
