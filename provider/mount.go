@@ -69,7 +69,7 @@ type mount struct {
 	idKey  string // id.Key(), computed once
 	// connKey is cfg.ConnectionKey(), computed once.
 	connKey string
-	log    *slog.Logger
+	log     *slog.Logger
 }
 
 // Mount reads every object of the request from Vault and returns the files.

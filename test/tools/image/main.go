@@ -176,4 +176,3 @@ func layer(files entries) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
