@@ -282,8 +282,11 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, r vaul
 		r.Path = m.kv.Resolve(ctx, sess.Client, mt.connKey, r.Path)
 	}
 	readNow := func(ctx context.Context) ([]byte, error) {
+		start := time.Now()
 		body, err := vault.Do(ctx, sess.Client, r)
 		m.Metrics.VaultRequest("read", vault.StatusClass(err))
+		mt.log.Debug("vault call", "method", r.Method, "path", r.Path, "status", vault.StatusClass(err),
+			"bytes", len(body), "took", time.Since(start).Round(time.Millisecond))
 		return body, err
 	}
 	if m.Leases == nil {
@@ -296,7 +299,7 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, r vaul
 	}
 	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, mt.idKey+" "+key, renew, readNow)
 	if err == nil {
-		mt.log.Debug("vault request", "method", r.Method, "path", r.Path, "answer", outcome)
+		mt.log.Debug("vault answer", "method", r.Method, "path", r.Path, "from", outcome)
 		m.Metrics.CacheEvent("lease", map[lease.Outcome]string{lease.Reused: "hit", lease.Renewed: "renewal", lease.Read: "miss"}[outcome])
 	}
 	return body, err

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
@@ -284,4 +287,34 @@ func CheckParameters(parameters map[string]string) (Params, error) {
 		return Params{}, err
 	}
 	return parseRequest(string(attrs), "null", "420")
+}
+
+// NewMountRequest builds the MountRequest the driver would send for a pod
+// mounting class: the class's parameters, the pod's identity and its token
+// for audience (none: the provider mints one).
+func NewMountRequest(params map[string]string, class string, pod auth.Pod, audience string, token auth.Token) (*v1alpha1.MountRequest, error) {
+	attrs := map[string]string{
+		attrClassName:      class,
+		attrPodName:        pod.Name,
+		attrPodNamespace:   pod.Namespace,
+		attrPodUID:         pod.UID,
+		attrServiceAccount: pod.ServiceAccount,
+	}
+	maps.Copy(attrs, params)
+	if token.Value != "" {
+		type sent struct {
+			Token  string    `json:"token"`
+			Expiry time.Time `json:"expirationTimestamp"`
+		}
+		raw, err := json.Marshal(map[string]sent{audience: {Token: token.Value, Expiry: token.Expiry}})
+		if err != nil {
+			return nil, err
+		}
+		attrs[attrServiceAccountToken] = string(raw)
+	}
+	a, err := json.Marshal(attrs)
+	if err != nil {
+		return nil, err
+	}
+	return &v1alpha1.MountRequest{Attributes: string(a), Secrets: "null", Permission: "420", TargetPath: "/unused"}, nil
 }

@@ -1,0 +1,349 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/kube"
+	"github.com/vaultcsi/vault-csi-provider/provider"
+	"github.com/vaultcsi/vault-csi-provider/vault"
+)
+
+const mountUsage = `Usage:
+  vault-csi-provider mount --class FILE.yaml --token-file FILE --out DIR
+  vault-csi-provider mount --pod NAMESPACE/NAME [--kubeconfig FILE] --out DIR
+
+Performs one mount as the driver would, outside the driver, and explains each
+step: the token (audience, subject, expiry), the login (auth mount, role), each
+Vault call and each file written. With --class, the SecretProviderClass comes
+from a manifest and the pod's identity from the token's claims; with --pod, the
+class is read from the cluster (the pod's secrets-store volume) and a token is
+minted for the pod's service account. Secret values are never printed.
+`
+
+// mountCommand is `vault-csi-provider mount`: the tool to run when a pod
+// is stuck in ContainerCreating.
+func mountCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, mountUsage); fs.PrintDefaults() }
+	classFile := fs.String("class", "", "SecretProviderClass manifest (YAML)")
+	tokenFile := fs.String("token-file", "", "service-account token (JWT) to log in with, e.g. from kubectl create token")
+	podRef := fs.String("pod", "", "NAMESPACE/NAME of a pod: read its class and mint its token (needs --kubeconfig or KUBECONFIG)")
+	volume := fs.String("volume", "", "with --pod: the secrets-store volume to mount, when the pod has several")
+	kubeconfig := fs.String("kubeconfig", getenv("KUBECONFIG"), "kubeconfig for --pod")
+	out := fs.String("out", "", "directory to write the files to")
+	vaultAddr := fs.String("vault-addr", "", "Vault address when the class sets none (else VAULT_ADDR)")
+	timeout := fs.Duration("timeout", 30*time.Second, "deadline of the whole mount")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *out == "" || (*podRef == "") == (*classFile == "" || *tokenFile == "") {
+		fs.Usage()
+		return errors.New("mount: give --out, and either --class with --token-file or --pod")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+
+	var in mountInput
+	var client kubernetes.Interface
+	var err error
+	if *podRef != "" {
+		if client, _, err = kube.Connect(*kubeconfig, getenv); err != nil {
+			return fmt.Errorf("--pod needs cluster access: %w", err)
+		}
+		in, err = inputFromPod(ctx, client, *podRef, *volume)
+	} else {
+		in, err = inputFromFiles(*classFile, *tokenFile)
+	}
+	if err != nil {
+		return err
+	}
+	say("class:  %s/%s", in.pod.Namespace, in.class)
+	say("pod:    %s (uid %s), service account %s", in.pod, orNone(in.pod.UID), in.pod.ServiceAccount)
+
+	defaults, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	if *vaultAddr != "" {
+		defaults.Address = *vaultAddr
+	}
+	vcfg := config.Layers(config.Defaults(), defaults)
+	checked, err := provider.CheckParameters(in.params)
+	if err != nil {
+		return fmt.Errorf("the class's parameters: %w", err)
+	}
+	cfg := config.Layers(vcfg, checked.Vault)
+	if in.token.Value == "" { // --pod: a token as the kubelet would send, bound to the pod
+		if in.token, err = (auth.TokenSource{Kube: client}).Token(ctx, in.pod, checked.Audience, nil); err != nil {
+			return err
+		}
+	}
+	say("token:  %s", describeToken(in.token))
+	say("vault:  %s, login at auth/%s/login with role %q (audience %q)", cfg.Address, cfg.AuthMount, checked.Role, checked.Audience)
+
+	keys, err := kube.NewHMACKey(nil, "", "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	m := &provider.Mounter{
+		Defaults:        vcfg,
+		Clients:         vault.NewClients(*timeout),
+		Sessions:        auth.NewSessions(1, *timeout),
+		Tokens:          auth.TokenSource{Kube: client},
+		Keys:            keys,
+		Overrides:       provider.OverridePolicy{Allowed: []string{"*"}}, // the operator's own class
+		Log:             slog.New(&stepHandler{w: stdout}),
+		ReadConcurrency: 1, // one step at a time, in order
+	}
+	req, err := provider.NewMountRequest(in.params, in.class, in.pod, checked.Audience, in.token)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	resp, err := m.Mount(ctx, req)
+	if err != nil {
+		say("FAILED after %s (gRPC code %s):", time.Since(start).Round(time.Millisecond), provider.Code(err))
+		say("  %v", err)
+		return errors.New("mount failed")
+	}
+	say("files:  %d, written to %s (versions computed with a local key, not the cluster's)", len(resp.GetFiles()), *out)
+	versions := map[string]string{}
+	for _, v := range resp.GetObjectVersion() {
+		versions[v.GetId()] = v.GetVersion()
+	}
+	for _, f := range resp.GetFiles() {
+		if err := writeFile(*out, f.GetPath(), f.GetContents(), os.FileMode(f.GetMode())); err != nil {
+			return err
+		}
+		say("  %-30s %04o %6d bytes", f.GetPath(), f.GetMode(), len(f.GetContents()))
+	}
+	say("ok in %s", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// mountInput is what one mount needs: the class, the pod and its token.
+type mountInput struct {
+	class  string
+	params map[string]string
+	pod    auth.Pod
+	token  auth.Token // empty with --pod: the provider mints one
+}
+
+// classManifest is the part of a SecretProviderClass the command reads.
+type classManifest struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		Provider   string            `json:"provider"`
+		Parameters map[string]string `json:"parameters"`
+	} `json:"spec"`
+}
+
+func inputFromFiles(classFile, tokenFile string) (mountInput, error) {
+	raw, err := os.ReadFile(classFile)
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--class: %w", err)
+	}
+	var c classManifest
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		return mountInput{}, fmt.Errorf("--class %s: not a SecretProviderClass manifest: %w", classFile, err)
+	}
+	if c.Kind != "SecretProviderClass" || c.Metadata.Name == "" {
+		return mountInput{}, fmt.Errorf("--class %s: want one SecretProviderClass with metadata.name, found kind %q", classFile, c.Kind)
+	}
+	if c.Spec.Provider != "vault" {
+		return mountInput{}, fmt.Errorf("--class %s: spec.provider is %q: the driver sends it to that provider, not to vault", classFile, c.Spec.Provider)
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--token-file: %w", err)
+	}
+	token := auth.Token{Value: strings.TrimSpace(string(tok))}
+	claims, err := tokenClaims(token.Value)
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--token-file %s: %w", tokenFile, err)
+	}
+	token.Expiry = claims.expiry()
+	pod := auth.Pod{Namespace: claims.Kubernetes.Namespace, ServiceAccount: claims.Kubernetes.ServiceAccount.Name,
+		Name: claims.Kubernetes.Pod.Name, UID: claims.Kubernetes.Pod.UID}
+	if pod.Namespace == "" {
+		pod.Namespace = c.Metadata.Namespace
+	}
+	if pod.Name == "" {
+		pod.Name = "troubleshooting"
+	}
+	return mountInput{class: c.Metadata.Name, params: c.Spec.Parameters, pod: pod, token: token}, nil
+}
+
+func inputFromPod(ctx context.Context, client kubernetes.Interface, ref, volume string) (mountInput, error) {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok || ns == "" || name == "" {
+		return mountInput{}, fmt.Errorf("--pod %q: write it as NAMESPACE/NAME", ref)
+	}
+	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--pod %s: %w", ref, err)
+	}
+	class, err := podClass(pod, volume)
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--pod %s: %w", ref, err)
+	}
+	params, err := kube.ClassParameters(ctx, client, ns, class)
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--pod %s: SecretProviderClass %s/%s: %w", ref, ns, class, err)
+	}
+	return mountInput{class: class, params: params, pod: auth.Pod{Namespace: ns, Name: name, UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName}}, nil
+}
+
+// podClass names the SecretProviderClass of the pod's secrets-store volume.
+func podClass(pod *corev1.Pod, volume string) (string, error) {
+	var names []string
+	classes := map[string]string{}
+	for _, v := range pod.Spec.Volumes {
+		if v.CSI != nil && v.CSI.Driver == "secrets-store.csi.k8s.io" {
+			names = append(names, v.Name)
+			classes[v.Name] = v.CSI.VolumeAttributes["secretProviderClass"]
+		}
+	}
+	switch {
+	case len(names) == 0:
+		return "", errors.New("has no secrets-store.csi.k8s.io volume")
+	case volume == "" && len(names) > 1:
+		return "", fmt.Errorf("has several secrets-store volumes (%s): choose one with --volume", strings.Join(names, ", "))
+	case volume == "":
+		volume = names[0]
+	}
+	class, ok := classes[volume]
+	switch {
+	case !ok:
+		return "", fmt.Errorf("has no secrets-store volume %q; its secrets-store volumes: %s", volume, strings.Join(names, ", "))
+	case class == "":
+		return "", fmt.Errorf("volume %q sets no volumeAttributes.secretProviderClass", volume)
+	}
+	return class, nil
+}
+
+// claims are the parts of a service-account token the command shows.
+type claims struct {
+	Audience   any    `json:"aud"`
+	Subject    string `json:"sub"`
+	Issuer     string `json:"iss"`
+	Expires    int64  `json:"exp"`
+	Kubernetes struct {
+		Namespace string `json:"namespace"`
+		Pod       struct {
+			Name string `json:"name"`
+			UID  string `json:"uid"`
+		} `json:"pod"`
+		ServiceAccount struct {
+			Name string `json:"name"`
+		} `json:"serviceaccount"`
+	} `json:"kubernetes.io"`
+}
+
+func (c claims) expiry() time.Time {
+	if c.Expires == 0 {
+		return time.Time{}
+	}
+	return time.Unix(c.Expires, 0)
+}
+
+// tokenClaims decodes a JWT's payload without checking its signature (Vault
+// does that); only for explaining.
+func tokenClaims(jwt string) (claims, error) {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return claims{}, errors.New("not a JWT (three dot-separated parts): pass a service-account token, e.g. from kubectl create token")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return claims{}, errors.New("the JWT's payload is not base64url")
+	}
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return claims{}, errors.New("the JWT's payload is not a JSON object")
+	}
+	return c, nil
+}
+
+func describeToken(t auth.Token) string {
+	c, err := tokenClaims(t.Value)
+	if err != nil {
+		return err.Error()
+	}
+	exp := "no expiry"
+	if !c.expiry().IsZero() {
+		left := time.Until(c.expiry()).Round(time.Second)
+		exp = fmt.Sprintf("expires %s (in %s)", c.expiry().UTC().Format(time.RFC3339), left)
+		if left <= 0 {
+			exp = fmt.Sprintf("EXPIRED at %s: mint a new one", c.expiry().UTC().Format(time.RFC3339))
+		}
+	}
+	return fmt.Sprintf("audience %v, subject %s, issuer %s, %s", c.Audience, c.Subject, c.Issuer, exp)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// writeFile writes one file under dir, creating its directories.
+func writeFile(dir, name string, contents []byte, mode os.FileMode) error {
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, contents, mode.Perm())
+}
+
+// stepHandler prints the mount's log records as steps, one per line.
+type stepHandler struct {
+	w io.Writer
+}
+
+func (h *stepHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *stepHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %-5s %s", strings.ToLower(r.Level.String()), r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	b.WriteByte('\n')
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+// WithAttrs drops the mount logger's pod, class and role: the header shows them.
+func (h *stepHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+
+func (h *stepHandler) WithGroup(string) slog.Handler { return h }
