@@ -60,10 +60,13 @@ fuzz: ## run each fuzz target (parameters and objects, paths, token JSON) for FU
 	go test -run='^$$' -fuzz='^FuzzPaths$$' -fuzztime=$(FUZZTIME) ./provider/
 	go test -run='^$$' -fuzz='^FuzzParseTokens$$' -fuzztime=$(FUZZTIME) ./auth/
 
-lint: $(GOLANGCI_LINT) ## gofmt, go vet and golangci-lint
+lint: $(GOLANGCI_LINT) ## gofmt, go vet, golangci-lint and shellcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$(GOLANGCI_LINT) run ./...
+	cd test/tools/image && go vet ./...
+	cd test/tools/csi && go vet ./registrar/
+	shellcheck -x .ci/run test/tools/build.sh test/cluster/*.sh test/bats/*.bash test/bats/*.bats
 
 $(GOLANGCI_LINT):
 	mkdir -p $(TOOLS)

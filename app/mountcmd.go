@@ -43,7 +43,7 @@ minted for the pod's service account. Secret values are never printed.
 func mountCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, mountUsage); fs.PrintDefaults() }
+	fs.Usage = func() { _, _ = fmt.Fprint(stderr, mountUsage); fs.PrintDefaults() }
 	classFile := fs.String("class", "", "SecretProviderClass manifest (YAML)")
 	tokenFile := fs.String("token-file", "", "service-account token (JWT) to log in with, e.g. from kubectl create token")
 	podRef := fs.String("pod", "", "NAMESPACE/NAME of a pod: read its class and mint its token (needs --kubeconfig or KUBECONFIG)")
@@ -64,7 +64,7 @@ func mountCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+	say := func(format string, a ...any) { _, _ = fmt.Fprintf(stdout, format+"\n", a...) }
 
 	var in mountInput
 	var client kubernetes.Interface

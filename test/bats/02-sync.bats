@@ -31,6 +31,7 @@ EOF
 	wait_running sync-a
 	wait_running sync-b
 
+	# shellcheck disable=SC2016 # expanded in the pod
 	run in_pod sync-a sh -c 'echo "$DB_PASSWORD"'
 	assert_output sync-pass-1
 	run kubectl -n "$NS" get secret db-synced -o 'jsonpath={.data.DB_USER}'

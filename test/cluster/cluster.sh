@@ -37,10 +37,10 @@ pg_port=${VCP_PG_PORT:-15432}
 rotation_poll=${VCP_ROTATION_POLL:-10s}
 provider_image=localhost/vault-csi-provider:e2e
 csi_chart=$(cd "$repo/test/tools/csi" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)/charts/secrets-store-csi-driver
-vault_host=127.0.0.1
-who=cluster
+# Read by lib.sh.
+export vault_host=127.0.0.1 who=cluster
 export PATH=$bin:$PATH
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 
@@ -385,14 +385,13 @@ down() {
 	stop postgres
 	# Mounts left by the kubelet, containerd and CNI, innermost first.
 	local m
-	for m in $(awk '{print $2}' /proc/mounts | grep -E "^($kubelet_dir|$containerd_root|$containerd_state|/run/netns/cni-)" | sort -r); do
-		umount -l "$m" 2>/dev/null || true
-	done
+	awk '{print $2}' /proc/mounts | grep -E "^($kubelet_dir|$containerd_root|$containerd_state|/run/netns/cni-)" | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -f /run/netns/cni-* 2>/dev/null || true
 	ip link delete "$bridge" >/dev/null 2>&1 || true
 	local cg
 	for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice; do
-		[[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		if [[ -d $cg ]]; then find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
 	done
 	remove_kubelet_iptables
 	restore_host_state
@@ -445,7 +444,10 @@ status() {
 case ${1:-} in
 up) up ;;
 down) down ;;
-env) [[ -f $dir/env ]] && cat "$dir/env" || die "not up: run $0 up" ;;
+env)
+	[[ -f $dir/env ]] || die "not up: run $0 up"
+	cat "$dir/env"
+	;;
 status) status ;;
 # For the Vault-outage case: stop and start the dev server (a dev server
 # keeps nothing, so start re-runs the bootstrap).

@@ -24,14 +24,16 @@ vault_port=${VCP_VAULT_PORT:-8200}
 pg_port=${VCP_PG_PORT:-15432}
 rotation_poll=${VCP_ROTATION_POLL:-10s}
 provider_image=localhost/vault-csi-provider:e2e
-who=kind
+export who=kind # read by lib.sh
 export PATH=$bin:$bin/postgresql:$PATH
 export KUBECONFIG=$dir/kubeconfig
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 up() {
-	command -v docker >/dev/null && command -v kind >/dev/null || die "needs docker and kind on PATH"
+	if ! command -v docker >/dev/null || ! command -v kind >/dev/null; then
+		die "needs docker and kind on PATH"
+	fi
 	"$repo/test/tools/build.sh" cluster
 	mkdir -p "$dir/logs" "$dir/pids"
 	if ! kind get clusters 2>/dev/null | grep -qx "$name"; then
@@ -113,7 +115,10 @@ down() {
 case ${1:-} in
 up) up ;;
 down) down ;;
-env) [[ -f $dir/env ]] && cat "$dir/env" || die "not up: run $0 up" ;;
+env)
+	[[ -f $dir/env ]] || die "not up: run $0 up"
+	cat "$dir/env"
+	;;
 stop-vault) stop vault ;;
 start-vault)
 	vault_host=$(cat "$dir/vault-host")

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # dir, bin, who, vault_*, pg_port, repo: set by the caller
 # Shared by cluster.sh (the local one-node cluster) and kind.sh: host
 # processes (start, stop), Vault and PostgreSQL outside the cluster, and our
 # chart's installation. Callers set: dir (state), bin (components), who
@@ -42,8 +43,7 @@ stop() {
 	pid=$(cat "$dir/pids/$name")
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		local i
-		for i in $(seq 1 50); do
+		for _ in $(seq 1 50); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.2
 		done

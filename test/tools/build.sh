@@ -110,12 +110,12 @@ apt_install() {
 
 ensure_postgres() {
 	local pg
-	pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	pg=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 	if [[ -z $pg || ! -x $pg/postgres ]]; then
 		apt_install postgresql postgresql-client
 		# The package may start a cluster on 5432 where systemd runs; the tests start their own.
 		systemctl disable --now postgresql >/dev/null 2>&1 || true
-		pg=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+		pg=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 	fi
 	ln -sfn "$pg" "$bin/postgresql"
 }
@@ -164,7 +164,7 @@ build_images() {
 # ensure_node_packages: what the one-node cluster runs from Debian.
 ensure_node_packages() {
 	local missing=() p
-	for p in containerd runc containernetworking-plugins busybox-static bats bats-assert bats-support bats-file iptables openssl; do
+	for p in containerd runc containernetworking-plugins busybox-static bats bats-assert bats-support bats-file iptables openssl shellcheck; do
 		dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 	done
 	if ((${#missing[@]})); then
