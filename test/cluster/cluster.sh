@@ -314,26 +314,6 @@ install_provider() {
 
 
 
-print_env() {
-	cat <<EOF
-export KUBECONFIG=$dir/admin.kubeconfig
-export VAULT_ADDR=http://127.0.0.1:$vault_port
-export VAULT_TOKEN=root
-export E2E_VAULT_ADDR_IN_CLUSTER=http://127.0.0.1:$vault_port
-export E2E_KUBE_HOST=https://127.0.0.1:$api_port
-export E2E_KUBE_CA=$dir/pki/ca.crt
-export E2E_ISSUER=https://127.0.0.1:$api_port
-export E2E_SA_PUBLIC_KEY=$dir/pki/sa.pub
-export E2E_PG_HOST=127.0.0.1
-export E2E_PG_PORT=$pg_port
-export E2E_PG_PASSWORD=postgres-e2e
-export E2E_ROTATION_POLL=$rotation_poll
-export E2E_PROVIDER_RESTART="kubectl -n vault-csi delete pod -l app.kubernetes.io/name=vault-csi-provider"
-export E2E_VAULT_STOP="$here/cluster.sh stop-vault"
-export E2E_VAULT_START="$here/cluster.sh start-vault"
-export PATH=$bin:$bin/postgresql:\$PATH
-EOF
-}
 
 up() {
 	[[ $(id -u) -eq 0 ]] || die "needs root (containerd, kubelet, mounts)"
@@ -353,7 +333,10 @@ up() {
 	start_postgres
 	install_driver
 	install_provider
-	print_env >"$dir/env"
+	{
+		KUBECONFIG=$dir/admin.kubeconfig print_env "$here/cluster.sh" "http://127.0.0.1:$vault_port" "https://127.0.0.1:$api_port" "$dir/pki/ca.crt"
+		echo "export E2E_SA_PUBLIC_KEY=$dir/pki/sa.pub"
+	} >"$dir/env"
 	# shellcheck disable=SC1091
 	source "$dir/env"
 	"$here/bootstrap.sh" >&2

@@ -77,32 +77,13 @@ EOF
 	install_provider_chart --set image.repository="${provider_image%:*}" --set image.tag="${provider_image##*:}" \
 		--set image.pullPolicy=Never --set vault.address="http://$vault_host:$vault_port"
 
-	print_env >"$dir/env"
+	print_env "$here/kind.sh" "http://$vault_host:$vault_port" "https://127.0.0.1:$api_port" "$dir/ca.crt" >"$dir/env"
 	# shellcheck disable=SC1091
 	source "$dir/env"
 	"$here/bootstrap.sh" >&2
 	say "up; run: source <($0 env)"
 }
 
-print_env() {
-	cat <<EOF
-export KUBECONFIG=$KUBECONFIG
-export VAULT_ADDR=http://$vault_host:$vault_port
-export VAULT_TOKEN=root
-export E2E_VAULT_ADDR_IN_CLUSTER=http://$vault_host:$vault_port
-export E2E_KUBE_HOST=https://127.0.0.1:$api_port
-export E2E_KUBE_CA=$dir/ca.crt
-export E2E_ISSUER=https://127.0.0.1:$api_port
-export E2E_PG_HOST=127.0.0.1
-export E2E_PG_PORT=$pg_port
-export E2E_PG_PASSWORD=postgres-e2e
-export E2E_ROTATION_POLL=$rotation_poll
-export E2E_PROVIDER_RESTART="kubectl -n vault-csi delete pod -l app.kubernetes.io/name=vault-csi-provider"
-export E2E_VAULT_STOP="$here/kind.sh stop-vault"
-export E2E_VAULT_START="$here/kind.sh start-vault"
-export PATH=$bin:$bin/postgresql:\$PATH
-EOF
-}
 
 down() {
 	kind delete cluster --name "$name" >/dev/null 2>&1 || true

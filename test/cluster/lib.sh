@@ -90,3 +90,27 @@ install_provider_chart() {
 	kubectl -n vault-csi rollout restart daemonset/vault-csi-provider >/dev/null
 	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=180s >&2
 }
+
+# print_env SCRIPT VAULT_URL KUBE_HOST CA_FILE: the exports the bats suite and
+# a user need, for a cluster that SCRIPT (cluster.sh, kind.sh) started; the
+# issuer is the API's host-facing address.
+print_env() {
+	local script=$1 vault_url=$2 kube_host=$3 ca=$4
+	cat <<EOF
+export KUBECONFIG=$KUBECONFIG
+export VAULT_ADDR=$vault_url
+export VAULT_TOKEN=root
+export E2E_VAULT_ADDR_IN_CLUSTER=$vault_url
+export E2E_KUBE_HOST=$kube_host
+export E2E_KUBE_CA=$ca
+export E2E_ISSUER=$kube_host
+export E2E_PG_HOST=127.0.0.1
+export E2E_PG_PORT=$pg_port
+export E2E_PG_PASSWORD=postgres-e2e
+export E2E_ROTATION_POLL=$rotation_poll
+export E2E_PROVIDER_RESTART="kubectl -n vault-csi delete pod -l app.kubernetes.io/name=vault-csi-provider"
+export E2E_VAULT_STOP="$script stop-vault"
+export E2E_VAULT_START="$script start-vault"
+export PATH=$bin:$bin/postgresql:\$PATH
+EOF
+}
