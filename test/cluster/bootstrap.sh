@@ -55,7 +55,9 @@ done
 enable() { # enable auth|secrets PATH TYPE [args]
 	local kind=$1 path=$2 type=$3
 	shift 3
-	if ! vault "$kind" list -format=json | grep -q "\"$path/\""; then
+	local have
+	have=$(vault "$kind" list -format=json) # not piped into grep -q: pipefail and SIGPIPE
+	if [[ $have != *"\"$path/\""* ]]; then
 		vault "$kind" enable -path="$path" "$@" "$type" >/dev/null
 	fi
 }
