@@ -41,6 +41,12 @@ func (k *KVPaths) Resolve(ctx context.Context, client *api.Client, conn, p strin
 		}
 		k.remember(conn, m)
 	}
+	return m.dataPath(p)
+}
+
+// dataPath is the path to read for p on mount m: on KV v2, data/ is
+// inserted after the mount unless p names data/ or metadata/ already.
+func (m kvMount) dataPath(p string) string {
 	if !m.v2 {
 		return p
 	}
