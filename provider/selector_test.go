@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -71,4 +72,34 @@ func TestObjectKindsRejectFieldsThatDoNotApply(t *testing.T) {
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+// FuzzSelectors: any jsonPath on any response, and any directory of keys,
+// either works or fails with an error; file names a directory object writes
+// stay single path elements.
+func FuzzSelectors(f *testing.F) {
+	f.Add(".data.data.a", `{"data":{"data":{"a":"x","b":[1,2]}}}`)
+	f.Add(`$.data["k.1"][0]`, `{"data":{"k.1":[{"z":1}]}}`)
+	f.Add(".a[99]", `{"a":[]}`)
+	f.Add(".a", `{"a":{"../x":"1","b/c":"2","ok":"3"}}`)
+	f.Fuzz(func(t *testing.T, path, body string) {
+		steps, err := parseJSONPath(path)
+		if err != nil {
+			return
+		}
+		o := Object{Name: "obj", JSONPath: path, selector: steps, Layout: layoutDirectory, Encoding: encodingUTF8}
+		raw, err := selectPath(o, []byte(body))
+		if err != nil {
+			return
+		}
+		files, err := directoryFiles(o, raw)
+		if err != nil {
+			return
+		}
+		for name := range files {
+			if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, "..") || name == "." {
+				t.Fatalf("directory file name %q escapes its directory", name)
+			}
+		}
+	})
 }
