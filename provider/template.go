@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
@@ -94,13 +95,73 @@ func parseTemplate(name, text string) (*template.Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("template: %w", trimTemplateError(err))
 	}
+	if err := checkRanges(t.Tree, t.Root); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
 	return t, nil
 }
 
-// trimTemplateError drops text/template's own "template: " prefix.
-func trimTemplateError(err error) error {
-	return errors.New(strings.TrimPrefix(err.Error(), "template: "))
+// checkRanges allows {{ range }} only over data: a field of a secret
+// (.Data.data.list, $s.Data.keys) or split's result. Ranging over a number
+// ({{ range 1000000000000 }}) would keep a node's provider busy for hours,
+// for every pod on it.
+func checkRanges(tree *parse.Tree, n parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := checkRanges(tree, c); err != nil {
+				return err
+			}
+		}
+	case *parse.IfNode:
+		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+	case *parse.WithNode:
+		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+	case *parse.RangeNode:
+		if !rangesOverData(n.Pipe) {
+			loc, _ := tree.ErrorContext(n)
+			return fmt.Errorf("%s: range over %s: range only over lists and maps of a secret (.Data.data.list) or over split", loc, n.Pipe)
+		}
+		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+	}
+	return nil
 }
+
+func rangesOverData(p *parse.PipeNode) bool {
+	if p == nil || len(p.Cmds) == 0 {
+		return false
+	}
+	last := p.Cmds[len(p.Cmds)-1]
+	if len(last.Args) == 0 {
+		return false
+	}
+	switch a := last.Args[0].(type) {
+	case *parse.FieldNode, *parse.ChainNode, *parse.DotNode:
+		return true
+	case *parse.VariableNode:
+		return len(a.Ident) > 1 // $s.Data..., not a bare variable that may hold a number
+	case *parse.IdentifierNode:
+		return a.Ident == "split"
+	}
+	return false
+}
+
+// trimTemplateError drops text/template's own "template: " prefix and keeps
+// the error's chain (ErrTooLarge, Vault's errors).
+func trimTemplateError(err error) error {
+	return trimmedError{msg: strings.TrimPrefix(err.Error(), "template: "), err: err}
+}
+
+type trimmedError struct {
+	msg string
+	err error
+}
+
+func (e trimmedError) Error() string { return e.msg }
+func (e trimmedError) Unwrap() error { return e.err }
 
 // rendered is a template's output and the data of every secret it read,
 // which its version covers too (a secret used only in a condition counts).
@@ -141,7 +202,7 @@ func render(ctx context.Context, o Object, read func(context.Context, vault.Requ
 	if err != nil {
 		return rendered{}, fmt.Errorf("object %q: template: %w", o.Name, err)
 	}
-	var out bytes.Buffer
+	out := boundedBuffer{limit: MaxResponseBytes}
 	if err := t.Funcs(templateFuncs(secret)).Execute(&out, nil); err != nil {
 		return rendered{}, templateError(o, err)
 	}
@@ -158,6 +219,22 @@ func render(ctx context.Context, o Object, read func(context.Context, vault.Requ
 		versioned.WriteByte(0)
 	}
 	return rendered{output: out.Bytes(), versioned: versioned.Bytes()}, nil
+}
+
+// boundedBuffer refuses to grow past limit: a template cannot make the
+// provider hold more than one response's worth of output.
+type boundedBuffer struct {
+	bytes.Buffer
+	limit int
+}
+
+var errTemplateTooLarge = fmt.Errorf("%w: the template's output is over %d bytes", ErrTooLarge, MaxResponseBytes)
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.limit {
+		return 0, errTemplateTooLarge
+	}
+	return b.Buffer.Write(p)
 }
 
 // templateError names the object and keeps the Vault error inside, so that

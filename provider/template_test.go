@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -59,4 +60,30 @@ func TestRenderErrorsNameObjectAndLine(t *testing.T) {
 	_, err = render(context.Background(), o, read)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `argument "novalue" is not key=value`)
+}
+
+func TestTemplatesCannotSpin(t *testing.T) {
+	for _, text := range []string{
+		`{{ range 1000000000000 }}{{ end }}`,
+		`{{ $n := 1000000000000 }}{{ range $n }}{{ end }}`,
+		`{{ range len "xxxxxxxxxx" }}{{ end }}`,
+	} {
+		_, err := parseObjects("- objectName: spin\n  template: '" + text + "'\n")
+		require.Error(t, err, text)
+		assert.Contains(t, err.Error(), `object "spin": template: spin:1:`)
+		assert.Contains(t, err.Error(), "range only over lists and maps of a secret")
+	}
+	for _, text := range []string{
+		`{{ with secret "s" }}{{ range $k, $v := .Data.data }}{{ $k }}{{ end }}{{ end }}`,
+		`{{ $s := secret "s" }}{{ range $s.Data.list }}{{ . }}{{ end }}`,
+		`{{ range split "," "a,b" }}{{ . }}{{ end }}`,
+	} {
+		_, err := parseObjects("- objectName: ok\n  template: '" + text + "'\n")
+		assert.NoError(t, err, text)
+	}
+
+	read, _ := stubReads(map[string]string{"s": `{"data":{"big":"` + strings.Repeat("x", 1<<20) + `","list":[1,2,3,4,5,6,7,8]}}`})
+	o := templateObject(t, `{{ $s := secret "s" }}{{ range $s.Data.list }}{{ $s.Data.big }}{{ end }}`)
+	_, err := render(context.Background(), o, read)
+	require.ErrorIs(t, err, ErrTooLarge, "output stops at the driver's 4 MiB")
 }
