@@ -50,12 +50,13 @@ EOF
 	assert_success
 }
 
-@test "whole secret: one file per key; KV v2 path written as vault kv get takes it" {
+@test "whole secret: one file per key, jsonPath; KV v2 path written as vault kv get takes it" {
 	spc whole <<EOF
     roleName: e2e
     objects: |
       - {objectName: db, secretPath: secret/$NS/db, layout: directory}
       - {objectName: password, secretPath: secret/$NS/db, secretKey: password}
+      - {objectName: version, secretPath: secret/$NS/db, jsonPath: .data.metadata.version}
 EOF
 	pod whole whole
 	wait_running whole
@@ -65,6 +66,8 @@ EOF
 	assert_output tmpl-pass
 	run in_pod whole cat /mnt/secrets/password
 	assert_output tmpl-pass
+	run in_pod whole cat /mnt/secrets/version
+	assert_output 1
 }
 
 @test "the pod's own Vault token: it works, a wrapped copy unwraps once, and it is revoked with the pod" {
