@@ -164,7 +164,7 @@ build_images() {
 # ensure_node_packages: what the one-node cluster runs from Debian.
 ensure_node_packages() {
 	local missing=() p
-	for p in containerd runc containernetworking-plugins busybox-static bats bats-assert bats-support bats-file iptables openssl shellcheck; do
+	for p in containerd runc containernetworking-plugins busybox-static bats bats-assert bats-support bats-file iptables iproute2 procps openssl shellcheck; do
 		dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 	done
 	if ((${#missing[@]})); then
