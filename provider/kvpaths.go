@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,7 +21,8 @@ import (
 // hashicorp-style classes read exactly what they name.
 //
 // Contract: safe for concurrent use; the zero value is ready. When Vault does
-// not answer the lookup, the path is used as written.
+// not answer the lookup, the path is used as written and asked again next
+// time; when it refuses, the path is used as written from then on.
 type KVPaths struct {
 	mu     sync.Mutex
 	mounts map[string][]kvMount // connection key -> mounts seen
@@ -31,14 +33,19 @@ type kvMount struct {
 	v2   bool
 }
 
-// Resolve returns the path to read for a GET of p.
-func (k *KVPaths) Resolve(ctx context.Context, client *api.Client, conn, p string) string {
+// Resolve returns the path to read for a GET of p. observe is told the
+// outcome of each lookup Vault is asked.
+func (k *KVPaths) Resolve(ctx context.Context, client *api.Client, conn, p string, observe func(error)) string {
 	m, ok := k.lookup(conn, p)
 	if !ok {
-		var found bool
-		if m, found = k.ask(ctx, client, p); !found {
-			return p
+		var err error
+		m, err = k.ask(ctx, client, p)
+		observe(err)
+		if errors.Is(err, vault.ErrUnavailable) || ctx.Err() != nil {
+			return p // ask again next time
 		}
+		// An answer, or a refusal: remembered either way, so a path whose
+		// mount Vault will not name costs one lookup, not one per mount.
 		k.remember(conn, m)
 	}
 	return m.dataPath(p)
@@ -83,11 +90,13 @@ func (k *KVPaths) remember(conn string, m kvMount) {
 	k.mounts[conn] = append(k.mounts[conn], m)
 }
 
-// ask looks the mount of p up in Vault.
-func (k *KVPaths) ask(ctx context.Context, client *api.Client, p string) (kvMount, bool) {
+// ask looks the mount of p up in Vault. When Vault refuses or does not
+// say, the answer is p itself as a mount that is not KV v2.
+func (k *KVPaths) ask(ctx context.Context, client *api.Client, p string) (kvMount, error) {
+	asIs := kvMount{path: p + "/"}
 	body, err := vault.Do(ctx, client, vault.Request{Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + p})
 	if err != nil {
-		return kvMount{}, false
+		return asIs, err
 	}
 	var resp struct {
 		Data struct {
@@ -97,8 +106,8 @@ func (k *KVPaths) ask(ctx context.Context, client *api.Client, p string) (kvMoun
 		} `json:"data"`
 	}
 	if json.Unmarshal(body, &resp) != nil || resp.Data.Path == "" {
-		return kvMount{}, false
+		return asIs, nil
 	}
 	path := strings.TrimSuffix(resp.Data.Path, "/") + "/"
-	return kvMount{path: path, v2: resp.Data.Type == "kv" && resp.Data.Options["version"] == "2"}, true
+	return kvMount{path: path, v2: resp.Data.Type == "kv" && resp.Data.Options["version"] == "2"}, nil
 }

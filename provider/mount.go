@@ -154,6 +154,16 @@ type fetched struct {
 	versioned []byte
 }
 
+// extract is the object's file content and what its version covers: a
+// response is picked apart; a token or a template's output is the content.
+func (f fetched) extract(o Object) (extracted, error) {
+	if !o.VaultToken && o.Template == "" {
+		return extract(o, f.body)
+	}
+	versioned := append(append(append([]byte(nil), f.body...), 0), f.versioned...)
+	return extracted{content: f.body, versioned: versioned}, nil
+}
+
 // fetchKey is equal for objects that need the same Vault calls.
 func fetchKey(o Object) string {
 	switch {
@@ -168,8 +178,8 @@ func fetchKey(o Object) string {
 // readAll makes each object's Vault calls, in parallel up to
 // ReadConcurrency; a request several objects or templates make is sent once.
 func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]fetched, error) {
-	once := newReadOnce(func(ctx context.Context, r vault.Request) ([]byte, error) {
-		body, err := m.read(ctx, mt, sess, r)
+	once := newReadOnce(func(ctx context.Context, key string, r vault.Request) ([]byte, error) {
+		body, err := m.read(ctx, mt, sess, key, r)
 		if err != nil {
 			return nil, explainRead(err, mt, r)
 		}
@@ -215,7 +225,7 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 // readOnce sends each distinct request of a mount once; later callers get
 // the first one's answer.
 type readOnce struct {
-	read  func(context.Context, vault.Request) ([]byte, error)
+	read  func(ctx context.Context, key string, r vault.Request) ([]byte, error)
 	mu    sync.Mutex
 	calls map[string]*onceCall
 }
@@ -226,7 +236,7 @@ type onceCall struct {
 	err  error
 }
 
-func newReadOnce(read func(context.Context, vault.Request) ([]byte, error)) *readOnce {
+func newReadOnce(read func(ctx context.Context, key string, r vault.Request) ([]byte, error)) *readOnce {
 	return &readOnce{read: read, calls: map[string]*onceCall{}}
 }
 
@@ -240,7 +250,7 @@ func (o *readOnce) get(ctx context.Context, r vault.Request) ([]byte, error) {
 	}
 	o.mu.Unlock()
 	if !ok {
-		c.body, c.err = o.read(ctx, r)
+		c.body, c.err = o.read(ctx, key, r)
 		close(c.done)
 	}
 	select {
@@ -276,10 +286,12 @@ func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o 
 }
 
 // read makes one request, or answers it from the lease cache.
-func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, r vault.Request) ([]byte, error) {
-	key := requestKeyOf(r)
+// key is requestKeyOf(r), before KV v2 path resolution.
+func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, r vault.Request) ([]byte, error) {
 	if r.Method == http.MethodGet {
-		r.Path = m.kv.Resolve(ctx, sess.Client, mt.connKey, r.Path)
+		r.Path = m.kv.Resolve(ctx, sess.Client, mt.connKey, r.Path, func(err error) {
+			m.Metrics.VaultRequest("mount_lookup", vault.StatusClass(err))
+		})
 	}
 	readNow := func(ctx context.Context) ([]byte, error) {
 		start := time.Now()
@@ -319,13 +331,9 @@ func (m *Mounter) respond(ctx context.Context, mt mount, results map[string]fetc
 		return nil
 	}
 	for _, o := range mt.params.Objects {
-		f := results[fetchKey(o)]
-		ex := extracted{content: f.body, versioned: append(append(append([]byte(nil), f.body...), 0), f.versioned...)}
-		if !o.VaultToken && o.Template == "" {
-			var err error
-			if ex, err = extract(o, f.body); err != nil {
-				return nil, err
-			}
+		ex, err := results[fetchKey(o)].extract(o)
+		if err != nil {
+			return nil, err
 		}
 		mode := mt.params.DefaultMode
 		if o.Mode != nil {

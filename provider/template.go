@@ -173,7 +173,7 @@ type rendered struct {
 // render executes o's template, reading secrets through read.
 func render(ctx context.Context, o Object, read func(context.Context, vault.Request) ([]byte, error)) (rendered, error) {
 	var mu sync.Mutex
-	seen := map[string][]byte{} // request key -> data read
+	seen := map[string][]byte{} // requestKeyOf -> data read
 	secret := func(path string, args ...string) (*templateSecret, error) {
 		r, err := templateRequest(path, args)
 		if err != nil {
@@ -183,18 +183,23 @@ func render(ctx context.Context, o Object, read func(context.Context, vault.Requ
 		if err != nil {
 			return nil, err
 		}
-		var s templateSecret
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&s); err != nil {
-			return nil, fmt.Errorf("the response from %s is not a JSON object", r.Path)
-		}
-		var data struct {
+		var raw struct {
+			templateSecret
 			Data json.RawMessage `json:"data"`
 		}
-		_ = json.Unmarshal(body, &data) // decoded above: valid JSON
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return nil, fmt.Errorf("the response from %s is not a JSON object", r.Path)
+		}
+		s := raw.templateSecret
+		if len(raw.Data) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(raw.Data))
+			dec.UseNumber() // 1000000, not 1e+06
+			if err := dec.Decode(&s.Data); err != nil {
+				return nil, fmt.Errorf("the data from %s is not a JSON object", r.Path)
+			}
+		}
 		mu.Lock()
-		seen[r.Method+" "+r.Path+"?"+r.Query.Encode()+" "+strings.Join(args, "\x00")] = compact(data.Data)
+		seen[requestKeyOf(r)] = compact(raw.Data)
 		mu.Unlock()
 		return &s, nil
 	}

@@ -354,7 +354,7 @@ down() {
 	stop secrets-store-csi-driver
 	if running containerd; then
 		local c
-		for c in $(crictl_ids); do
+		for c in $(container_tasks); do
 			ctr --address "$containerd_state/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
 		done
 	fi
@@ -412,7 +412,7 @@ remove_kubelet_iptables() {
 	done
 }
 
-crictl_ids() {
+container_tasks() {
 	ctr --address "$containerd_state/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null || true
 }
 
