@@ -72,8 +72,9 @@ EOF
 
 # kubernetes auth: TokenReview through the reviewer.
 enable auth kubernetes kubernetes
-vault write auth/kubernetes/config kubernetes_host="$E2E_KUBE_HOST" \
-	kubernetes_ca_cert=@"$E2E_KUBE_CA" token_reviewer_jwt="$reviewer_jwt" >/dev/null
+# The reviewer's token through stdin, not argv (which ps shows).
+printf '%s' "$reviewer_jwt" | vault write auth/kubernetes/config kubernetes_host="$E2E_KUBE_HOST" \
+	kubernetes_ca_cert=@"$E2E_KUBE_CA" token_reviewer_jwt=@/dev/stdin >/dev/null
 vault write auth/kubernetes/role/e2e bound_service_account_names=app bound_service_account_namespaces='*' \
 	audience=vault token_policies=e2e token_ttl=10m >/dev/null
 vault write auth/kubernetes/role/e2e-custom-audience bound_service_account_names=app \

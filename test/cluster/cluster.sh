@@ -95,6 +95,7 @@ EOF
 
 pki() {
 	mkdir -p "$dir/pki"
+	chmod 700 "$dir/pki" # keys; the kubeconfigs point here
 	if [[ ! -f $dir/pki/ca.crt ]]; then
 		openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=vcp-cluster-ca" \
 			-keyout "$dir/pki/ca.key" -out "$dir/pki/ca.crt" 2>/dev/null
@@ -278,9 +279,12 @@ install_driver() {
 		kubectl apply --server-side -f - >/dev/null
 	local token
 	token=$(kubectl -n kube-system create token secrets-store-csi-driver --duration=48h)
-	sed -e '/client-certificate:/d' -e "s|client-key:.*|token: $token|" \
-		-e 's/name: admin/name: driver/; s/user: admin/user: driver/' \
-		"$dir/admin.kubeconfig" >"$dir/driver.kubeconfig"
+	# The token goes through the environment, not argv (which ps shows).
+	(umask 077 && TOKEN=$token awk '
+		/client-certificate:/ { next }
+		/client-key:/ { sub(/client-key:.*/, "token: " ENVIRON["TOKEN"]) }
+		{ sub(/name: admin/, "name: driver"); sub(/user: admin/, "user: driver"); print }
+	' "$dir/admin.kubeconfig" >"$dir/driver.kubeconfig")
 	mkdir -p "$kubelet_dir/plugins/csi-secrets-store" "$kubelet_dir/plugins_registry" "$providers_dir"
 	start secrets-store-csi-driver secrets-store-csi-driver --kubeconfig="$dir/driver.kubeconfig" \
 		--endpoint="unix://$kubelet_dir/plugins/csi-secrets-store/csi.sock" --nodeid="$node" \
