@@ -10,7 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"time"
 
@@ -23,6 +23,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/provider"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -38,110 +39,183 @@ class is read from the cluster (the pod's secrets-store volume) and a token is
 minted for the pod's service account. Secret values are never printed.
 `
 
-// mountCommand is `vault-csi-provider mount`: the tool to run when a pod
-// is stuck in ContainerCreating.
-func mountCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// mountFlags are the command's flags.
+type mountFlags struct {
+	classFile, tokenFile, podRef, volume, kubeconfig, out, vaultAddr string
+	force                                                            bool
+	timeout                                                          time.Duration
+}
+
+func parseMountFlags(args []string, getenv func(string) string, stderr io.Writer) (mountFlags, error) {
+	var f mountFlags
 	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { _, _ = fmt.Fprint(stderr, mountUsage); fs.PrintDefaults() }
-	classFile := fs.String("class", "", "SecretProviderClass manifest (YAML)")
-	tokenFile := fs.String("token-file", "", "service-account token (JWT) to log in with, e.g. from kubectl create token")
-	podRef := fs.String("pod", "", "NAMESPACE/NAME of a pod: read its class and mint its token (needs --kubeconfig or KUBECONFIG)")
-	volume := fs.String("volume", "", "with --pod: the secrets-store volume to mount, when the pod has several")
-	kubeconfig := fs.String("kubeconfig", getenv("KUBECONFIG"), "kubeconfig for --pod")
-	out := fs.String("out", "", "directory to write the files to")
-	vaultAddr := fs.String("vault-addr", "", "Vault address when the class sets none (else VAULT_ADDR)")
-	timeout := fs.Duration("timeout", 30*time.Second, "deadline of the whole mount")
+	fs.StringVar(&f.classFile, "class", "", "SecretProviderClass manifest (YAML)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "service-account token (JWT) to log in with, e.g. from kubectl create token")
+	fs.StringVar(&f.podRef, "pod", "", "NAMESPACE/NAME of a pod: read its class and mint its token (needs --kubeconfig or KUBECONFIG)")
+	fs.StringVar(&f.volume, "volume", "", "with --pod: the secrets-store volume to mount, when the pod has several")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig for --pod")
+	fs.StringVar(&f.out, "out", "", "directory to write the files to (owner-only: files 0600, directories 0700); it must not exist, or be an empty directory")
+	fs.BoolVar(&f.force, "force", false, "write into --out even when it is not empty")
+	fs.StringVar(&f.vaultAddr, "vault-addr", "", "Vault address when the class sets none (else VAULT_ADDR)")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of the whole mount")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+		return f, err
+	}
+	if f.out == "" || (f.podRef == "") == (f.classFile == "" || f.tokenFile == "") {
+		fs.Usage()
+		return f, errors.New("mount: give --out, and either --class with --token-file or --pod")
+	}
+	return f, checkOut(f.out, f.force)
+}
+
+// checkOut refuses an --out that is a symbolic link (the files would land
+// wherever it points) or a directory with files in it, unless forced.
+func checkOut(dir string, force bool) error {
+	info, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("--out: %w", err)
+	case info.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("--out %s is a symbolic link: give the real directory", dir)
+	case !info.IsDir():
+		return fmt.Errorf("--out %s is not a directory", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if len(entries) > 0 && !force {
+		return fmt.Errorf("--out %s is not empty: give a new directory, or --force to write into it", dir)
+	}
+	return nil
+}
+
+// mountCommand is `vault-csi-provider mount`: the tool to run when a pod
+// is stuck in ContainerCreating.
+func mountCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f, err := parseMountFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	if *out == "" || (*podRef == "") == (*classFile == "" || *tokenFile == "") {
-		fs.Usage()
-		return errors.New("mount: give --out, and either --class with --token-file or --pod")
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	say := func(format string, a ...any) { _, _ = fmt.Fprintf(stdout, format+"\n", a...) }
 
-	var in mountInput
-	var client kubernetes.Interface
-	var err error
-	if *podRef != "" {
-		if client, _, err = kube.Connect(*kubeconfig, getenv); err != nil {
-			return fmt.Errorf("--pod needs cluster access: %w", err)
-		}
-		in, err = inputFromPod(ctx, client, *podRef, *volume)
-	} else {
-		in, err = inputFromFiles(*classFile, *tokenFile)
-	}
+	in, client, err := loadMountInput(ctx, f, getenv)
 	if err != nil {
 		return err
 	}
 	say("class:  %s/%s", in.pod.Namespace, in.class)
 	say("pod:    %s (uid %s), service account %s", in.pod, orNone(in.pod.UID), in.pod.ServiceAccount)
-
-	defaults, err := config.FromEnv(getenv)
+	params, vcfg, err := prepareMount(ctx, &in, f, client, getenv)
 	if err != nil {
 		return err
 	}
-	if *vaultAddr != "" {
-		defaults.Address = *vaultAddr
-	}
-	vcfg := config.Layers(config.Defaults(), defaults)
-	checked, err := provider.CheckParameters(in.params)
-	if err != nil {
-		return fmt.Errorf("the class's parameters: %w", err)
-	}
-	cfg := config.Layers(vcfg, checked.Vault)
-	if in.token.Value == "" { // --pod: a token as the kubelet would send, bound to the pod
-		if in.token, err = (auth.TokenSource{Kube: client}).Token(ctx, in.pod, checked.Audience, nil); err != nil {
-			return err
-		}
-	}
+	cfg := config.Layers(vcfg, params.Vault)
 	say("token:  %s", describeToken(in.token))
-	say("vault:  %s, login at auth/%s/login with role %q (audience %q)", cfg.Address, cfg.AuthMount, checked.Role, checked.Audience)
+	say("vault:  %s, login at auth/%s/login with role %q (audience %q)", cfg.Address, cfg.AuthMount, params.Role, params.Audience)
 
-	keys, err := kube.NewHMACKey(nil, "", "", slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	m := &provider.Mounter{
-		Defaults:        vcfg,
-		Clients:         vault.NewClients(*timeout),
-		Sessions:        auth.NewSessions(1, *timeout),
-		Tokens:          auth.TokenSource{Kube: client},
-		Keys:            keys,
-		Overrides:       provider.OverridePolicy{Allowed: []string{"*"}}, // the operator's own class
-		Log:             slog.New(&stepHandler{w: stdout}),
-		ReadConcurrency: 1, // one step at a time, in order
-	}
-	req, err := provider.NewMountRequest(in.params, in.class, in.pod, checked.Audience, in.token)
+	m, err := troubleshootingMounter(vcfg, f.timeout, client, stdout)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	resp, err := m.Mount(ctx, req)
+	resp, err := m.Mount(ctx, params)
+	revokeTokens(ctx, m, in.pod, say)
 	if err != nil {
 		say("FAILED after %s (gRPC code %s):", time.Since(start).Round(time.Millisecond), provider.Code(err))
 		say("  %v", err)
 		return errors.New("mount failed")
 	}
-	say("files:  %d, written to %s (versions computed with a local key, not the cluster's)", len(resp.GetFiles()), *out)
-	versions := map[string]string{}
-	for _, v := range resp.GetObjectVersion() {
-		versions[v.GetId()] = v.GetVersion()
-	}
-	for _, f := range resp.GetFiles() {
-		if err := writeFile(*out, f.GetPath(), f.GetContents(), os.FileMode(f.GetMode())); err != nil {
+	say("files:  %d, written to %s (versions computed with a local key, not the cluster's)", len(resp.GetFiles()), f.out)
+	for _, file := range resp.GetFiles() {
+		if err := writeFile(f.out, file.GetPath(), file.GetContents()); err != nil {
 			return err
 		}
-		say("  %-30s %04o %6d bytes", f.GetPath(), f.GetMode(), len(f.GetContents()))
+		say("  %-30s %04o %6d bytes", file.GetPath(), file.GetMode(), len(file.GetContents()))
 	}
 	say("ok in %s", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// loadMountInput reads the class and the pod, from files or from the cluster.
+func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) string) (mountInput, kubernetes.Interface, error) {
+	if f.podRef == "" {
+		in, err := inputFromFiles(f.classFile, f.tokenFile)
+		return in, nil, err
+	}
+	client, _, err := kube.Connect(f.kubeconfig, getenv)
+	if err != nil {
+		return mountInput{}, nil, fmt.Errorf("--pod needs cluster access: %w", err)
+	}
+	in, err := inputFromPod(ctx, client, f.podRef, f.volume)
+	return in, client, err
+}
+
+// prepareMount parses the class as a mount would, and mints the pod's token
+// when it came from the cluster. It returns the parsed request and the
+// defaults (environment, --vault-addr) the class is layered on.
+func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client kubernetes.Interface, getenv func(string) string) (spc.Params, config.Vault, error) {
+	defaults, err := config.FromEnv(getenv)
+	if err != nil {
+		return spc.Params{}, config.Vault{}, err
+	}
+	if f.vaultAddr != "" {
+		defaults.Address = f.vaultAddr
+	}
+	vcfg := config.Layers(config.Defaults(), defaults)
+	checked, err := spc.CheckParameters(in.params)
+	if err != nil {
+		return spc.Params{}, config.Vault{}, fmt.Errorf("the class's parameters: %w", err)
+	}
+	if in.token.Value == "" { // --pod: a token as the kubelet would send, bound to the pod
+		if in.token, err = (auth.TokenSource{Kube: client}).Token(ctx, in.pod, checked.Audience, nil); err != nil {
+			return spc.Params{}, config.Vault{}, err
+		}
+	}
+	req, err := spc.NewMountRequest(in.params, in.class, in.pod, checked.Audience, in.token)
+	if err != nil {
+		return spc.Params{}, config.Vault{}, err
+	}
+	params, err := spc.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
+	return params, vcfg, err
+}
+
+// troubleshootingMounter is a Mounter that explains each step on stdout.
+func troubleshootingMounter(vcfg config.Vault, timeout time.Duration, client kubernetes.Interface, stdout io.Writer) (*provider.Mounter, error) {
+	keys, err := kube.NewHMACKey(nil, "", "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	return &provider.Mounter{
+		Defaults:        vcfg,
+		Clients:         vault.NewClients(timeout),
+		Sessions:        auth.NewSessions(1, timeout),
+		Tokens:          auth.TokenSource{Kube: client},
+		Keys:            keys,
+		Overrides:       provider.OverridePolicy{Allowed: []string{"*"}}, // the operator's own class
+		Log:             slog.New(&stepHandler{w: stdout}),
+		ReadConcurrency: 1, // one step at a time, in order
+	}, nil
+}
+
+// revokeTokens revokes the Vault token the command logged in with: it is
+// not needed once the command ends.
+func revokeTokens(ctx context.Context, m *provider.Mounter, pod auth.Pod, say func(string, ...any)) {
+	n, err := m.Sessions.RevokePod(context.WithoutCancel(ctx), pod.UID)
+	switch {
+	case err != nil:
+		say("warn:   revoking the Vault token failed (it expires with its TTL): %v", err)
+	case n > 0:
+		say("token revoked (auth/token/revoke-self)")
+	}
 }
 
 // mountInput is what one mount needs: the class, the pod and its token.
@@ -315,13 +389,33 @@ func orNone(s string) string {
 	return s
 }
 
-// writeFile writes one file under dir, creating its directories.
-func writeFile(dir, name string, contents []byte, mode os.FileMode) error {
-	p := filepath.Join(dir, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+// writeFile writes one file under dir, creating its directories, readable
+// by the owner only: these are secrets on an operator's machine. The path
+// was checked by the provider (no .., not absolute); an existing symbolic
+// link on the way is not followed.
+func writeFile(dir, name string, contents []byte) error {
+	root, err := os.OpenRoot(mkdirOwner(dir))
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	defer root.Close()
+	if d := path.Dir(name); d != "." {
+		if err := root.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(p, contents, mode.Perm())
+	_, err = f.Write(contents)
+	return errors.Join(err, f.Close())
+}
+
+// mkdirOwner creates dir (owner-only) if it does not exist yet.
+func mkdirOwner(dir string) string {
+	_ = os.MkdirAll(dir, 0o700) // OpenRoot reports what failed
+	return dir
 }
 
 // stepHandler prints the mount's log records as steps, one per line.

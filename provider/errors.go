@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/provider/render"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -45,7 +47,7 @@ func (e kindError) Error() string    { return e.err.Error() }
 func (e kindError) Unwrap() []error  { return []error{e.kind, e.err} }
 
 // explainRead says what a failed read means for this role and path.
-func explainRead(err error, mt mount, r vault.Request) error {
+func explainRead(err error, mt mount, r spc.Call) error {
 	switch {
 	case errors.Is(err, vault.ErrPermissionDenied):
 		return fmt.Errorf("vault role %q may not %s %s: %w; grant it in a policy attached to the role", mt.params.Role, r.Method, r.Path, err)
@@ -72,17 +74,17 @@ func Code(err error) codes.Code {
 		return codes.Canceled
 	case errors.Is(err, ErrLoginDenied):
 		return codes.PermissionDenied
-	case errors.Is(err, ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, ErrDecode):
+	case errors.Is(err, spc.ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, render.ErrDecode):
 		return codes.InvalidArgument
 	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden), errors.Is(err, ErrPodOverride):
 		return codes.PermissionDenied
-	case errors.Is(err, vault.ErrNotFound), errors.Is(err, ErrSecretKeyNotFound), errors.Is(err, vault.ErrEmptyResponse):
+	case errors.Is(err, vault.ErrNotFound), errors.Is(err, render.ErrSecretKeyNotFound), errors.Is(err, vault.ErrEmptyResponse):
 		return codes.NotFound
 	case errors.Is(err, vault.ErrUnavailable):
 		return codes.Unavailable
 	case errors.Is(err, auth.ErrNoToken):
 		return codes.FailedPrecondition
-	case errors.Is(err, ErrTooLarge), errors.Is(err, vault.ErrTooLarge):
+	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge):
 		return codes.ResourceExhausted
 	}
 	return codes.Internal

@@ -2,38 +2,26 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
+	"github.com/vaultcsi/vault-csi-provider/provider/render"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
-
-// MaxResponseBytes is the largest MountResponse the driver accepts by default.
-const MaxResponseBytes = 4 << 20
-
-// ErrTooLarge means the files do not fit in one response to the driver.
-var ErrTooLarge = errors.New("mount response too large")
 
 // KeySource gives the HMAC key for object versions.
 type KeySource interface {
@@ -63,7 +51,7 @@ type Mounter struct {
 
 // mount holds one mount's resolved inputs.
 type mount struct {
-	params Params
+	params spc.Params
 	cfg    config.Vault
 	id     auth.Identity
 	idKey  string // id.Key(), computed once
@@ -72,12 +60,8 @@ type mount struct {
 	log     *slog.Logger
 }
 
-// Mount reads every object of the request from Vault and returns the files.
-func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
-	params, err := parseRequest(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
-	if err != nil {
-		return nil, err
-	}
+// Mount reads every object of a parsed request from Vault and returns the files.
+func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.MountResponse, error) {
 	if err := m.Overrides.check(ctx, params); err != nil {
 		return nil, err
 	}
@@ -85,7 +69,7 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 	log := m.Log.With("pod", params.Pod.String(), "class", params.Class, "role", params.Role)
 	if len(params.Unknown) > 0 {
 		log.Warn("ignoring unknown SecretProviderClass parameters or object fields: check their spelling",
-			"unknown", params.Unknown, "known_parameters", knownParameters, "known_object_fields", knownObjectFields)
+			"unknown", params.Unknown, "known_parameters", spc.KnownParameters, "known_object_fields", spc.KnownObjectFields)
 	}
 	// Several addresses: try them in order, moving on only while Vault is unavailable.
 	var err2 error
@@ -98,7 +82,7 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 		mt.connKey = mt.cfg.ConnectionKey()
 		base, err := m.Clients.Get(mt.cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
+			return nil, fmt.Errorf("%w: %w", spc.ErrInvalidParameters, err)
 		}
 		bodies, err := m.readWithSession(ctx, mt, base)
 		if err == nil {
@@ -116,7 +100,7 @@ func (m *Mounter) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 // readWithSession logs in (or reuses the cached token) and reads every
 // object. A cached token Vault no longer accepts is dropped and the reads are
 // retried once with a new login.
-func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Client) (map[string]fetched, error) {
+func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Client) (map[string]render.Fetched, error) {
 	login := func(ctx context.Context) (vault.Session, error) {
 		tok, err := m.Tokens.Token(ctx, mt.params.Pod, mt.params.Audience, mt.params.Tokens)
 		if err != nil {
@@ -146,65 +130,46 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 	return bodies, err
 }
 
-// fetched is what one object's Vault calls produced: a response body, a
-// rendered template, or a token; versioned is what a template's version
-// covers besides its output.
-type fetched struct {
-	body      []byte
-	versioned []byte
-}
-
-// extract is the object's file content and what its version covers: a
-// response is picked apart; a token or a template's output is the content.
-func (f fetched) extract(o Object) (extracted, error) {
-	if !o.VaultToken && o.Template == "" {
-		return extract(o, f.body)
-	}
-	versioned := append(append(append([]byte(nil), f.body...), 0), f.versioned...)
-	return extracted{content: f.body, versioned: versioned}, nil
-}
-
 // fetchKey is equal for objects that need the same Vault calls.
-func fetchKey(o Object) string {
+func fetchKey(o spc.Object) string {
 	switch {
 	case o.VaultToken:
 		return "token\x00" + o.Name
 	case o.Template != "":
 		return "template\x00" + o.Name
 	}
-	return requestKey(o)
+	return o.Call.Key()
 }
 
 // readAll makes each object's Vault calls, in parallel up to
 // ReadConcurrency; a request several objects or templates make is sent once.
-func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]fetched, error) {
-	once := newReadOnce(func(ctx context.Context, key string, r vault.Request) ([]byte, error) {
-		body, err := m.read(ctx, mt, sess, key, r)
+func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]render.Fetched, error) {
+	once := newReadOnce(func(ctx context.Context, key string, c spc.Call) ([]byte, error) {
+		body, err := m.read(ctx, mt, sess, key, c)
 		if err != nil {
-			return nil, explainRead(err, mt, r)
+			return nil, explainRead(err, mt, c)
 		}
 		return body, nil
 	})
-	tasks := map[string]func(context.Context) (fetched, error){}
+	tasks := map[string]func(context.Context) (render.Fetched, error){}
 	for _, o := range mt.params.Objects {
 		switch {
 		case o.VaultToken:
-			tasks[fetchKey(o)] = func(ctx context.Context) (fetched, error) { return m.podToken(ctx, mt, sess, o) }
+			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) { return m.podToken(ctx, mt, sess, o) }
 		case o.Template != "":
-			tasks[fetchKey(o)] = func(ctx context.Context) (fetched, error) {
-				out, err := render(ctx, o, once.get)
-				return fetched{body: out.output, versioned: out.versioned}, err
+			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) {
+				out, err := render.Template(ctx, o, once.get)
+				return render.Fetched{Body: out.Output, Versioned: out.Versioned}, err
 			}
 		default:
-			r := vaultRequest(o)
-			tasks[fetchKey(o)] = func(ctx context.Context) (fetched, error) {
-				body, err := once.get(ctx, r)
-				return fetched{body: body}, err
+			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) {
+				body, err := once.get(ctx, o.Call)
+				return render.Fetched{Body: body}, err
 			}
 		}
 	}
 	var mu sync.Mutex
-	results := make(map[string]fetched, len(tasks))
+	results := make(map[string]render.Fetched, len(tasks))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(m.ReadConcurrency, 1))
 	for key, task := range tasks {
@@ -225,7 +190,7 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 // readOnce sends each distinct request of a mount once; later callers get
 // the first one's answer.
 type readOnce struct {
-	read  func(ctx context.Context, key string, r vault.Request) ([]byte, error)
+	read  func(ctx context.Context, key string, c spc.Call) ([]byte, error)
 	mu    sync.Mutex
 	calls map[string]*onceCall
 }
@@ -236,12 +201,12 @@ type onceCall struct {
 	err  error
 }
 
-func newReadOnce(read func(ctx context.Context, key string, r vault.Request) ([]byte, error)) *readOnce {
+func newReadOnce(read func(ctx context.Context, key string, c spc.Call) ([]byte, error)) *readOnce {
 	return &readOnce{read: read, calls: map[string]*onceCall{}}
 }
 
-func (o *readOnce) get(ctx context.Context, r vault.Request) ([]byte, error) {
-	key := requestKeyOf(r)
+func (o *readOnce) get(ctx context.Context, call spc.Call) ([]byte, error) {
+	key := call.Key()
 	o.mu.Lock()
 	c, ok := o.calls[key]
 	if !ok {
@@ -250,7 +215,7 @@ func (o *readOnce) get(ctx context.Context, r vault.Request) ([]byte, error) {
 	}
 	o.mu.Unlock()
 	if !ok {
-		c.body, c.err = o.read(ctx, key, r)
+		c.body, c.err = o.read(ctx, key, call)
 		close(c.done)
 	}
 	select {
@@ -263,16 +228,18 @@ func (o *readOnce) get(ctx context.Context, r vault.Request) ([]byte, error) {
 
 // podToken is the pod's own Vault token (the one this mount logged in
 // with), response-wrapped when the object sets wrapTTL.
-func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o Object) (fetched, error) {
+func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o spc.Object) (render.Fetched, error) {
 	token := sess.Client.Token()
-	if o.wrapTTL == 0 {
-		return fetched{body: []byte(token)}, nil
+	if o.WrapFor == 0 {
+		return render.Fetched{Body: []byte(token)}, nil
 	}
-	r := vault.Request{Method: http.MethodPost, Path: "sys/wrapping/wrap", Body: map[string]any{"token": token}, WrapTTL: o.wrapTTL}
+	c := spc.Call{Method: http.MethodPost, Path: "sys/wrapping/wrap", Body: map[string]any{"token": token}}
+	r := vaultRequest(c)
+	r.WrapTTL = o.WrapFor
 	body, err := vault.Do(ctx, sess.Client, r)
 	m.Metrics.VaultRequest("wrap", vault.StatusClass(err))
 	if err != nil {
-		return fetched{}, explainRead(err, mt, r)
+		return render.Fetched{}, explainRead(err, mt, c)
 	}
 	var resp struct {
 		WrapInfo struct {
@@ -280,14 +247,15 @@ func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o 
 		} `json:"wrap_info"`
 	}
 	if json.Unmarshal(body, &resp) != nil || resp.WrapInfo.Token == "" {
-		return fetched{}, fmt.Errorf("object %q: vault answered sys/wrapping/wrap without wrap_info.token", o.Name)
+		return render.Fetched{}, fmt.Errorf("object %q: vault answered sys/wrapping/wrap without wrap_info.token", o.Name)
 	}
-	return fetched{body: []byte(resp.WrapInfo.Token)}, nil
+	return render.Fetched{Body: []byte(resp.WrapInfo.Token)}, nil
 }
 
 // read makes one request, or answers it from the lease cache.
-// key is requestKeyOf(r), before KV v2 path resolution.
-func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, r vault.Request) ([]byte, error) {
+// key is c.Key(), before KV v2 path resolution.
+func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, c spc.Call) ([]byte, error) {
+	r := vaultRequest(c)
 	if r.Method == http.MethodGet {
 		r.Path = m.kv.Resolve(ctx, sess.Client, mt.connKey, r.Path, func(err error) {
 			m.Metrics.VaultRequest("mount_lookup", vault.StatusClass(err))
@@ -318,73 +286,11 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key st
 }
 
 // respond builds the files and versions from what was fetched.
-func (m *Mounter) respond(ctx context.Context, mt mount, results map[string]fetched) (*v1alpha1.MountResponse, error) {
-	key := m.Keys.Key(ctx)
-	resp := &v1alpha1.MountResponse{}
-	paths := map[string]string{} // file path -> object, to catch clashes
-	add := func(o Object, path string, mode fs.FileMode, contents []byte) error {
-		if other, dup := paths[path]; dup {
-			return fmt.Errorf("%w: objects %q and %q both write %s: rename one", ErrInvalidParameters, other, o.Name, path)
-		}
-		paths[path] = o.Name
-		resp.Files = append(resp.Files, &v1alpha1.File{Path: path, Mode: int32(mode), Contents: contents})
-		return nil
-	}
-	for _, o := range mt.params.Objects {
-		ex, err := results[fetchKey(o)].extract(o)
-		if err != nil {
-			return nil, err
-		}
-		mode := mt.params.DefaultMode
-		if o.Mode != nil {
-			mode = fs.FileMode(*o.Mode)
-		}
-		if ex.files == nil {
-			if err := add(o, o.Name, mode, ex.content); err != nil {
-				return nil, err
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(ex.files)) {
-			if err := add(o, o.Name+"/"+k, mode, ex.files[k]); err != nil {
-				return nil, err
-			}
-		}
-		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: o.Name, Version: objectVersion(key, o, mode, ex.versioned)})
-	}
-	if size := proto.Size(resp); size > MaxResponseBytes {
-		return nil, fmt.Errorf("%w: the files total %d bytes, over the driver's %d; largest objects: %s: split them across volumes or select single keys with secretKey",
-			ErrTooLarge, size, MaxResponseBytes, largest(resp.Files, 3))
-	}
-	return resp, nil
+func (m *Mounter) respond(ctx context.Context, mt mount, results map[string]render.Fetched) (*v1alpha1.MountResponse, error) {
+	return render.Files(m.Keys.Key(ctx), mt.params.Objects, mt.params.DefaultMode, func(o spc.Object) render.Fetched { return results[fetchKey(o)] })
 }
 
-func largest(files []*v1alpha1.File, n int) string {
-	sorted := append([]*v1alpha1.File(nil), files...)
-	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i].Contents) > len(sorted[j].Contents) })
-	var parts []string
-	for _, f := range sorted[:min(n, len(sorted))] {
-		parts = append(parts, fmt.Sprintf("%s (%d bytes)", f.Path, len(f.Contents)))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// vaultRequest is the call an object makes.
-func vaultRequest(o Object) vault.Request {
-	r := vault.Request{Method: o.Method, Path: o.apiPath, Query: o.query}
-	if o.Method != http.MethodGet {
-		r.Body = o.Args
-	}
-	return r
-}
-
-// requestKey is equal for objects that make the same call; secretArgs count,
-// so two PKI certificates with different common names are two requests.
-func requestKey(o Object) string { return requestKeyOf(vaultRequest(o)) }
-
-// requestKeyOf is a hash: secretArgs may hold values that must not sit in a
-// cache key.
-func requestKeyOf(r vault.Request) string {
-	args, _ := json.Marshal(r.Body) // JSON-shaped data from YAML: cannot fail
-	sum := sha256.Sum256([]byte(r.Method + " " + r.Path + "?" + r.Query.Encode() + " " + string(args)))
-	return hex.EncodeToString(sum[:])
+// vaultRequest is the request for an object's call.
+func vaultRequest(c spc.Call) vault.Request {
+	return vault.Request{Method: c.Method, Path: c.Path, Query: c.Query, Body: c.Body}
 }

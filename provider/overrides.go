@@ -7,18 +7,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
 // ErrPodOverride means a pod's volumeAttributes set a parameter that only
 // the SecretProviderClass (or the operator) may set.
 var ErrPodOverride = errors.New("parameter set by the pod")
-
-// sensitiveParameters could make the provider read files of the node, stop
-// verifying Vault's certificate, or send the pod's token to another server.
-var sensitiveParameters = []string{
-	paramVaultAddress, paramCACertPath, paramCADirectory, paramTLSServerName,
-	paramSkipTLSVerify, paramTLSClientCertPath, paramTLSClientKeyPath,
-}
 
 // ClassSource reads a SecretProviderClass's spec.parameters.
 type ClassSource func(ctx context.Context, namespace, name string) (map[string]string, error)
@@ -35,13 +30,13 @@ type OverridePolicy struct {
 }
 
 // check returns an error naming each sensitive parameter the pod set.
-func (o OverridePolicy) check(ctx context.Context, p Params) error {
+func (o OverridePolicy) check(ctx context.Context, p spc.Params) error {
 	if slices.Contains(o.Allowed, "*") {
 		return nil
 	}
 	var present []string
-	for _, k := range sensitiveParameters {
-		if _, ok := p.attrs[k]; ok && !slices.Contains(o.Allowed, k) {
+	for _, k := range spc.SensitiveParameters {
+		if _, ok := p.Attribute(k); ok && !slices.Contains(o.Allowed, k) {
 			present = append(present, k)
 		}
 	}
@@ -59,7 +54,8 @@ func (o OverridePolicy) check(ctx context.Context, p Params) error {
 	}
 	var byPod []string
 	for _, k := range present {
-		if v, ok := class[k]; !ok || v != p.attrs[k] {
+		sent, _ := p.Attribute(k)
+		if v, ok := class[k]; !ok || v != sent {
 			byPod = append(byPod, k)
 		}
 	}

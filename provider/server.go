@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
 // RuntimeName is what Version reports.
@@ -53,8 +54,12 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	done := s.Mounter.Metrics.MountStarted()
 	defer func() { done(code.String(), time.Since(start), bytes) }()
 
-	resp, err := s.Mounter.Mount(ctx, req)
-	log := s.Log.With(mountFields(req.GetAttributes())...).With("duration", time.Since(start).Round(time.Millisecond))
+	params, err := spc.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
+	var resp *v1alpha1.MountResponse
+	if err == nil {
+		resp, err = s.Mounter.Mount(ctx, params)
+	}
+	log := s.Log.With("pod", params.Pod.Name, "namespace", params.Pod.Namespace, "class", params.Class, "duration", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		code = Code(err)
 		log.Warn("mount failed", "code", code.String(), "error", err)
@@ -66,16 +71,6 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	}
 	log.Info("mount succeeded", "objects", len(resp.Files), "bytes", bytes)
 	return resp, nil
-}
-
-// mountFields names the mount in the one log line each mount gets: pod,
-// namespace and class, read from the attributes (never the tokens in them).
-func mountFields(attributes string) []any {
-	var attrs map[string]string
-	if json.Unmarshal([]byte(attributes), &attrs) != nil {
-		return nil
-	}
-	return []any{"pod", attrs[attrPodName], "namespace", attrs[attrPodNamespace], "class", attrs[attrClassName]}
 }
 
 // recoverPanics answers Internal instead of letting one request's panic take

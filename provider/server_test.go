@@ -19,6 +19,8 @@ import (
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/provider/render"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -72,14 +74,14 @@ func TestCode(t *testing.T) {
 		err  error
 		want codes.Code
 	}{
-		{name: "parameters", err: ErrInvalidParameters, want: codes.InvalidArgument},
+		{name: "parameters", err: spc.ErrInvalidParameters, want: codes.InvalidArgument},
 		{name: "login denied", err: withKind(ErrLoginDenied, &vault.Error{Kind: vault.ErrInvalidRequest}), want: codes.PermissionDenied},
 		{name: "read denied", err: &vault.Error{Kind: vault.ErrPermissionDenied}, want: codes.PermissionDenied},
 		{name: "token request forbidden", err: auth.ErrTokenRequestForbidden, want: codes.PermissionDenied},
 		{name: "vault down", err: &vault.Error{Kind: vault.ErrUnavailable}, want: codes.Unavailable},
 		{name: "vault deadline", err: &vault.Error{Kind: vault.ErrUnavailable, Err: context.DeadlineExceeded}, want: codes.DeadlineExceeded},
 		{name: "not found", err: &vault.Error{Kind: vault.ErrNotFound}, want: codes.NotFound},
-		{name: "too large", err: ErrTooLarge, want: codes.ResourceExhausted},
+		{name: "too large", err: render.ErrTooLarge, want: codes.ResourceExhausted},
 		{name: "no token", err: auth.ErrNoToken, want: codes.FailedPrecondition},
 		{name: "anything else", err: io.ErrUnexpectedEOF, want: codes.Internal},
 	}

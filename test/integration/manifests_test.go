@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/vaultcsi/vault-csi-provider/provider"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
@@ -79,7 +79,7 @@ func TestManifestsAndExamplesOnTheAPIServer(t *testing.T) {
 				case "SecretProviderClass":
 					params, _, err := unstructured.NestedStringMap(u.Object, "spec", "parameters")
 					require.NoError(t, err)
-					_, err = provider.CheckParameters(params)
+					_, err = spc.CheckParameters(params)
 					assert.NoError(t, err, "class %s", u.GetName())
 					rest = append(rest, u)
 				default:

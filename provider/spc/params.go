@@ -1,4 +1,4 @@
-package provider
+package spc
 
 import (
 	"encoding/json"
@@ -69,15 +69,30 @@ type Params struct {
 	attrs map[string]string // as the driver sent them, for the override check
 }
 
-// knownParameters are the SecretProviderClass parameters the provider reads.
-var knownParameters = []string{
+// Attribute is a parameter as the driver sent it (the class's, or the
+// pod's volumeAttributes over it), and whether it was sent at all.
+func (p Params) Attribute(name string) (string, bool) {
+	v, ok := p.attrs[name]
+	return v, ok
+}
+
+// KnownParameters are the SecretProviderClass parameters the provider reads.
+var KnownParameters = []string{
 	paramRoleName, paramVaultAddress, paramVaultNamespace, paramKubernetesMount, paramAuthMount, paramAudience,
 	paramCACertPath, paramCADirectory, paramTLSServerName, paramSkipTLSVerify, paramTLSClientCertPath,
 	paramTLSClientKeyPath, paramObjects,
 }
 
-// knownObjectFields are the fields of one object.
-var knownObjectFields = []string{"objectName", "secretPath", "secretKey", "secretArgs", "method", "encoding", "filePermission",
+// SensitiveParameters could make the provider read files of the node, stop
+// verifying Vault's certificate, or send the pod's token to another server:
+// only the SecretProviderClass (or the operator) may set them.
+var SensitiveParameters = []string{
+	paramVaultAddress, paramCACertPath, paramCADirectory, paramTLSServerName,
+	paramSkipTLSVerify, paramTLSClientCertPath, paramTLSClientKeyPath,
+}
+
+// KnownObjectFields are the fields of one object.
+var KnownObjectFields = []string{"objectName", "secretPath", "secretKey", "secretArgs", "method", "encoding", "filePermission",
 	"template", "layout", "jsonPath", "vaultToken", "wrapTTL"}
 
 // unknownKeys lists the attributes that are neither parameters nor set by the
@@ -85,7 +100,7 @@ var knownObjectFields = []string{"objectName", "secretPath", "secretKey", "secre
 func unknownKeys(attrs map[string]string) []string {
 	var out []string
 	for k := range attrs {
-		if !slices.Contains(knownParameters, k) && k != attrClassName && !strings.HasPrefix(k, "csi.storage.k8s.io/") {
+		if !slices.Contains(KnownParameters, k) && k != attrClassName && !strings.HasPrefix(k, "csi.storage.k8s.io/") {
 			out = append(out, k)
 		}
 	}
@@ -93,7 +108,7 @@ func unknownKeys(attrs map[string]string) []string {
 	if yaml.Unmarshal([]byte(attrs[paramObjects]), &objects) == nil {
 		for i, o := range objects {
 			for k := range o {
-				if !slices.Contains(knownObjectFields, k) {
+				if !slices.Contains(KnownObjectFields, k) {
 					out = append(out, fmt.Sprintf("%s[%d].%s", paramObjects, i, k))
 				}
 			}
@@ -103,20 +118,31 @@ func unknownKeys(attrs map[string]string) []string {
 	return out
 }
 
-// parseRequest turns the MountRequest's attributes, secrets and permission
-// into Params. Every problem is reported at once, each naming its parameter.
-func parseRequest(attributesJSON, secretsJSON, permission string) (Params, error) {
+// Parse turns the MountRequest's attributes, secrets and permission into
+// Params. Every problem is reported at once, each naming its parameter. When
+// the attributes are a JSON object, the Params returned with an error still
+// name the class and the pod, for the mount's log line.
+func Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
 	var attrs map[string]string
 	if err := json.Unmarshal([]byte(attributesJSON), &attrs); err != nil {
 		return Params{}, fmt.Errorf("%w: attributes are not a JSON object of strings (%s); this is sent by the secrets-store-csi-driver, check its version", ErrInvalidParameters, jsonProblem(err))
 	}
-	var secrets map[string]string
-	if s := strings.TrimSpace(secretsJSON); s != "" && s != "null" {
-		if err := json.Unmarshal([]byte(s), &secrets); err != nil {
-			return Params{}, fmt.Errorf("%w: secrets are not a JSON object of strings (%s)", ErrInvalidParameters, jsonProblem(err))
-		}
+	p := fromAttributes(attrs)
+	problems := p.parseSettings(attrs, permission)
+	var objectsErr, tokensErr error
+	p.Objects, objectsErr = ParseObjects(attrs[paramObjects])
+	p.Tokens, tokensErr = parseTokens(attrs[attrServiceAccountToken], secretsJSON)
+	if err := errors.Join(append(problems, objectsErr, tokensErr)...); err != nil {
+		return Params{Class: p.Class, Pod: p.Pod}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
 	}
+	p.Unknown = unknownKeys(attrs)
+	p.attrs = attrs
+	return p, nil
+}
 
+// fromAttributes reads the fields that need no validation: the pod's
+// identity, the class and the Vault connection settings as written.
+func fromAttributes(attrs map[string]string) Params {
 	p := Params{
 		Class:    attrs[attrClassName],
 		Role:     strings.TrimSpace(attrs[paramRoleName]),
@@ -140,54 +166,53 @@ func parseRequest(attributesJSON, secretsJSON, permission string) (Params, error
 	if p.Audience == "" {
 		p.Audience = DefaultAudience
 	}
+	return p
+}
 
+// parseSettings validates the role, the auth mount, the Vault address, the
+// TLS switch and the driver's permission.
+func (p *Params) parseSettings(attrs map[string]string, permission string) []error {
 	var problems []error
-	add := func(err error) {
-		if err != nil {
-			problems = append(problems, err)
-		}
-	}
 	if p.Role == "" {
-		add(fmt.Errorf("%s: missing: set it to the Vault role the pod's service account is bound to", paramRoleName))
+		problems = append(problems, fmt.Errorf("%s: missing: set it to the Vault role the pod's service account is bound to", paramRoleName))
 	}
-	mount, err := authMount(attrs[paramAuthMount], attrs[paramKubernetesMount])
-	add(err)
-	p.Vault.AuthMount = mount
-	add(validateAddress(p.Vault.Address))
+	var mountErr, skipErr, modeErr error
+	p.Vault.AuthMount, mountErr = authMount(attrs[paramAuthMount], attrs[paramKubernetesMount])
 	if s := attrs[paramSkipTLSVerify]; s != "" {
-		b, err := config.ParseBool(paramSkipTLSVerify, s)
-		add(err)
+		var b bool
+		b, skipErr = config.ParseBool(paramSkipTLSVerify, s)
 		p.Vault.SkipVerify = &b
 	}
-	p.DefaultMode, err = parsePermission(permission)
-	add(err)
-	p.Objects, err = parseObjects(attrs[paramObjects])
-	add(err)
+	p.DefaultMode, modeErr = parsePermission(permission)
+	return append(problems, mountErr, validateAddress(p.Vault.Address), skipErr, modeErr)
+}
 
-	p.Tokens = map[string]auth.Token{}
+// parseTokens reads the service-account tokens the driver sent, in the
+// attributes and (driver v1.6 on Kubernetes 1.35+) in the secrets.
+func parseTokens(inAttributes, secretsJSON string) (map[string]auth.Token, error) {
+	var secrets map[string]string
+	if s := strings.TrimSpace(secretsJSON); s != "" && s != "null" {
+		if err := json.Unmarshal([]byte(s), &secrets); err != nil {
+			return nil, fmt.Errorf("secrets are not a JSON object of strings (%s)", jsonProblem(err))
+		}
+	}
+	tokens := map[string]auth.Token{}
+	var problems []error
 	for _, src := range []struct{ where, raw string }{
-		{"volume attribute", attrs[attrServiceAccountToken]},
+		{"volume attribute", inAttributes},
 		{"secrets", secrets[attrServiceAccountToken]},
 	} {
 		if src.raw == "" {
 			continue
 		}
-		tokens, err := auth.ParseTokens(src.raw)
+		parsed, err := auth.ParseTokens(src.raw)
 		if err != nil {
-			add(fmt.Errorf("%s in %s: %w", attrServiceAccountToken, src.where, err))
+			problems = append(problems, fmt.Errorf("%s in %s: %w", attrServiceAccountToken, src.where, err))
 			continue
 		}
-		for aud, t := range tokens {
-			p.Tokens[aud] = t
-		}
+		maps.Copy(tokens, parsed)
 	}
-
-	if err := errors.Join(problems...); err != nil {
-		return Params{}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
-	}
-	p.Unknown = unknownKeys(attrs)
-	p.attrs = attrs
-	return p, nil
+	return tokens, errors.Join(problems...)
 }
 
 // authMount resolves the login mount from the two parameters hashicorp's
@@ -236,7 +261,8 @@ func parsePermission(s string) (fs.FileMode, error) {
 	return fs.FileMode(n), nil
 }
 
-func parseObjects(raw string) ([]Object, error) {
+// ParseObjects reads and validates the objects parameter.
+func ParseObjects(raw string) ([]Object, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, fmt.Errorf("%s: missing: list at least one object with objectName and secretPath", paramObjects)
 	}
@@ -286,7 +312,7 @@ func CheckParameters(parameters map[string]string) (Params, error) {
 	if err != nil {
 		return Params{}, err
 	}
-	return parseRequest(string(attrs), "null", "420")
+	return Parse(string(attrs), "null", "420")
 }
 
 // NewMountRequest builds the MountRequest the driver would send for a pod

@@ -1,4 +1,4 @@
-package provider
+package render
 
 import (
 	"bytes"
@@ -7,14 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"text/template"
-	"text/template/parse"
 
-	"github.com/vaultcsi/vault-csi-provider/vault"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
 // A template object renders its file from secrets it names itself, in the
@@ -37,8 +35,8 @@ type templateSecret struct {
 	Warnings      []string       `json:"warnings"`
 }
 
-// templateFuncs are the helpers templates may call besides text/template's
-// own (index, len, printf, eq, ...). secret is bound per mount.
+// templateFuncs binds the helpers of spc.TemplateHelpers; secret is bound
+// per mount.
 func templateFuncs(secret func(string, ...string) (*templateSecret, error)) template.FuncMap {
 	return template.FuncMap{
 		"secret":          secret,
@@ -88,100 +86,36 @@ func join(sep string, list any) (string, error) {
 	return "", fmt.Errorf("join: %T is not a list", list)
 }
 
-// parseTemplate checks a template's syntax; the object's name is the
-// template's, so errors read "template: <object>:<line>: ...".
-func parseTemplate(name, text string) (*template.Template, error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs(nil)).Parse(text)
-	if err != nil {
-		return nil, fmt.Errorf("template: %w", trimTemplateError(err))
-	}
-	if err := checkRanges(t.Tree, t.Root); err != nil {
-		return nil, fmt.Errorf("template: %w", err)
-	}
-	return t, nil
-}
-
-// checkRanges allows {{ range }} only over data: a field of a secret
-// (.Data.data.list, $s.Data.keys) or split's result. Ranging over a number
-// ({{ range 1000000000000 }}) would keep a node's provider busy for hours,
-// for every pod on it.
-func checkRanges(tree *parse.Tree, n parse.Node) error {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return nil
-		}
-		for _, c := range n.Nodes {
-			if err := checkRanges(tree, c); err != nil {
-				return err
-			}
-		}
-	case *parse.IfNode:
-		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
-	case *parse.WithNode:
-		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
-	case *parse.RangeNode:
-		if !rangesOverData(n.Pipe) {
-			loc, _ := tree.ErrorContext(n)
-			return fmt.Errorf("%s: range over %s: range only over lists and maps of a secret (.Data.data.list) or over split", loc, n.Pipe)
-		}
-		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
-	}
-	return nil
-}
-
-func rangesOverData(p *parse.PipeNode) bool {
-	if p == nil || len(p.Cmds) == 0 {
-		return false
-	}
-	last := p.Cmds[len(p.Cmds)-1]
-	if len(last.Args) == 0 {
-		return false
-	}
-	switch a := last.Args[0].(type) {
-	case *parse.FieldNode, *parse.ChainNode, *parse.DotNode:
-		return true
-	case *parse.VariableNode:
-		return len(a.Ident) > 1 // $s.Data..., not a bare variable that may hold a number
-	case *parse.IdentifierNode:
-		return a.Ident == "split"
-	}
-	return false
-}
-
-// trimTemplateError drops text/template's own "template: " prefix and keeps
-// the error's chain (ErrTooLarge, Vault's errors).
-func trimTemplateError(err error) error {
-	return trimmedError{msg: strings.TrimPrefix(err.Error(), "template: "), err: err}
-}
-
-type trimmedError struct {
-	msg string
-	err error
-}
-
-func (e trimmedError) Error() string { return e.msg }
-func (e trimmedError) Unwrap() error { return e.err }
-
-// rendered is a template's output and the data of every secret it read,
+// Rendered is a template's output and the data of every secret it read,
 // which its version covers too (a secret used only in a condition counts).
-type rendered struct {
-	output    []byte
-	versioned []byte
+type Rendered struct {
+	Output    []byte
+	Versioned []byte
 }
 
-// render executes o's template, reading secrets through read.
-func render(ctx context.Context, o Object, read func(context.Context, vault.Request) ([]byte, error)) (rendered, error) {
+// ReadFunc is how a template reads its secrets: the mount flow passes one in
+// that logs in, resolves KV paths, reuses leases and reads each call once.
+type ReadFunc func(ctx context.Context, c spc.Call) ([]byte, error)
+
+// readError marks an error of the ReadFunc, so that the mount's gRPC code
+// still says what went wrong (PermissionDenied, ...).
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+// Template executes o's template, reading secrets through read.
+func Template(ctx context.Context, o spc.Object, read ReadFunc) (Rendered, error) {
 	var mu sync.Mutex
-	seen := map[string][]byte{} // requestKeyOf -> data read
+	seen := map[string][]byte{} // Call.Key -> data read
 	secret := func(path string, args ...string) (*templateSecret, error) {
-		r, err := templateRequest(path, args)
+		r, err := spc.SecretCall(path, args)
 		if err != nil {
 			return nil, err
 		}
 		body, err := read(ctx, r)
 		if err != nil {
-			return nil, err
+			return nil, readError{err}
 		}
 		var raw struct {
 			templateSecret
@@ -199,17 +133,17 @@ func render(ctx context.Context, o Object, read func(context.Context, vault.Requ
 			}
 		}
 		mu.Lock()
-		seen[requestKeyOf(r)] = compact(raw.Data)
+		seen[r.Key()] = compact(raw.Data)
 		mu.Unlock()
 		return &s, nil
 	}
-	t, err := o.tmpl.Clone()
+	t, err := o.Compiled.Clone()
 	if err != nil {
-		return rendered{}, fmt.Errorf("object %q: template: %w", o.Name, err)
+		return Rendered{}, fmt.Errorf("object %q: template: %w", o.Name, err)
 	}
 	out := boundedBuffer{limit: MaxResponseBytes}
 	if err := t.Funcs(templateFuncs(secret)).Execute(&out, nil); err != nil {
-		return rendered{}, templateError(o, err)
+		return Rendered{}, templateError(o, err)
 	}
 	keys := make([]string, 0, len(seen))
 	for k := range seen {
@@ -223,7 +157,7 @@ func render(ctx context.Context, o Object, read func(context.Context, vault.Requ
 		versioned.Write(seen[k])
 		versioned.WriteByte(0)
 	}
-	return rendered{output: out.Bytes(), versioned: versioned.Bytes()}, nil
+	return Rendered{Output: out.Bytes(), Versioned: versioned.Bytes()}, nil
 }
 
 // boundedBuffer refuses to grow past limit: a template cannot make the
@@ -242,14 +176,14 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// templateError names the object and keeps the Vault error inside, so that
+// templateError names the object and keeps the read's error inside, so that
 // the mount's gRPC code still says what went wrong (PermissionDenied, ...).
-func templateError(o Object, err error) error {
-	var vaultErr *vault.Error
-	if errors.As(err, &vaultErr) {
-		return fmt.Errorf("object %q: template: %s: %w", o.Name, templateLocation(err), vaultErr)
+func templateError(o spc.Object, err error) error {
+	var re readError
+	if errors.As(err, &re) {
+		return fmt.Errorf("object %q: template: %s: %w", o.Name, templateLocation(err), re.err)
 	}
-	return fmt.Errorf("object %q: template: %w", o.Name, trimTemplateError(err))
+	return fmt.Errorf("object %q: template: %w", o.Name, spc.TrimTemplateError(err))
 }
 
 // templateLocation is the "<object>:<line>:<col>" part of an execution error.
@@ -259,26 +193,4 @@ func templateLocation(err error) string {
 		return msg[:i]
 	}
 	return "line unknown"
-}
-
-// templateRequest is the Vault call of {{ secret PATH ARGS... }}: arguments
-// are key=value pairs sent with PUT.
-func templateRequest(path string, args []string) (vault.Request, error) {
-	apiPath, query, err := splitSecretPath(path)
-	if err != nil {
-		return vault.Request{}, err
-	}
-	r := vault.Request{Method: http.MethodGet, Path: apiPath, Query: query}
-	if len(args) > 0 {
-		r.Method = http.MethodPut
-		r.Body = map[string]any{}
-		for _, a := range args {
-			k, v, ok := strings.Cut(a, "=")
-			if !ok || k == "" {
-				return vault.Request{}, fmt.Errorf("secret %q: argument %q is not key=value", path, a)
-			}
-			r.Body[k] = v
-		}
-	}
-	return r, nil
 }

@@ -1,15 +1,18 @@
-package provider
+package spc
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"net/http"
 	"net/url"
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -40,17 +43,39 @@ type Object struct {
 	VaultToken bool   `json:"vaultToken,omitempty"`
 	WrapTTL    string `json:"wrapTTL,omitempty"`
 
-	apiPath  string     // Path without /v1/ and without the query
-	query    url.Values // the ?query of Path
-	tmpl     *template.Template
-	selector []step
-	wrapTTL  time.Duration
+	// What the fields above compile to; never part of an object's version.
+	// Call is the Vault call of an object that reads one path.
+	Call Call `json:"-"`
+	// Selector is the parsed JSONPath.
+	Selector []Step `json:"-"`
+	// Compiled is the parsed Template.
+	Compiled *template.Template `json:"-"`
+	// WrapFor is the parsed WrapTTL.
+	WrapFor time.Duration `json:"-"`
+}
+
+// Call is one call to Vault's logical API that an object (or a template's
+// {{ secret }}) makes.
+type Call struct {
+	Method string // GET, PUT or POST
+	Path   string // without /v1/ and without the query
+	Query  url.Values
+	Body   map[string]any // secretArgs, sent with PUT and POST
+}
+
+// Key is equal for the same call; secretArgs count, so two PKI
+// certificates with different common names are two calls. It is a hash:
+// secretArgs may hold values that must not sit in a cache key.
+func (c Call) Key() string {
+	args, _ := json.Marshal(c.Body) // JSON-shaped data from YAML: cannot fail
+	sum := sha256.Sum256([]byte(c.Method + " " + c.Path + "?" + c.Query.Encode() + " " + string(args)))
+	return hex.EncodeToString(sum[:])
 }
 
 // Object layouts.
 const (
-	layoutFile      = "file"
-	layoutDirectory = "directory"
+	LayoutFile      = "file"
+	LayoutDirectory = "directory"
 )
 
 // Bounds of wrapTTL.
@@ -61,15 +86,15 @@ const (
 
 // Encodings an object's value may be stored in; the file gets the decoded bytes.
 const (
-	encodingUTF8   = "utf-8"
-	encodingBase64 = "base64"
-	encodingHex    = "hex"
+	EncodingUTF8   = "utf-8"
+	EncodingBase64 = "base64"
+	EncodingHex    = "hex"
 )
 
 // Limits the driver enforces on file paths (pkg/util/fileutil).
 const (
-	maxPathLength    = 4096
-	maxElementLength = 255
+	MaxPathLength    = 4096
+	MaxElementLength = 255
 )
 
 // FileMode is an object's filePermission. YAML's 0600 arrives as the number
@@ -105,7 +130,7 @@ func (m FileMode) MarshalJSON() ([]byte, error) { return json.Marshal(uint32(m))
 func (o *Object) normalize() error {
 	var problems []error
 	o.Name = strings.TrimSpace(o.Name)
-	if err := validateObjectName(o.Name); err != nil {
+	if err := ValidateObjectName(o.Name); err != nil {
 		problems = append(problems, err)
 	}
 
@@ -119,18 +144,18 @@ func (o *Object) normalize() error {
 
 	o.Encoding = strings.ToLower(strings.TrimSpace(o.Encoding))
 	switch o.Encoding {
-	case "", "utf8", encodingUTF8:
-		o.Encoding = encodingUTF8
-	case encodingBase64, encodingHex:
+	case "", "utf8", EncodingUTF8:
+		o.Encoding = EncodingUTF8
+	case EncodingBase64, EncodingHex:
 	default:
 		problems = append(problems, fmt.Errorf("object %q: encoding %q is not supported: use utf-8, base64 or hex", o.Name, o.Encoding))
 	}
 
 	o.Layout = strings.ToLower(strings.TrimSpace(o.Layout))
 	switch o.Layout {
-	case "", layoutFile:
-		o.Layout = layoutFile
-	case layoutDirectory:
+	case "", LayoutFile:
+		o.Layout = LayoutFile
+	case LayoutDirectory:
 	default:
 		problems = append(problems, fmt.Errorf("object %q: layout %q is not supported: use file (the default) or directory (one file per key)", o.Name, o.Layout))
 	}
@@ -149,20 +174,23 @@ func (o *Object) normalize() error {
 // normalizeRead checks an object that reads one Vault path.
 func (o *Object) normalizeRead() []error {
 	var problems []error
-	apiPath, query, err := splitSecretPath(o.Path)
+	apiPath, query, err := SplitSecretPath(o.Path)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
 	}
-	o.apiPath, o.query = apiPath, query
+	o.Call = Call{Method: o.Method, Path: apiPath, Query: query}
+	if o.Method != http.MethodGet {
+		o.Call.Body = o.Args
+	}
 	if o.JSONPath != "" {
 		if o.Key != "" {
 			problems = append(problems, fmt.Errorf("object %q: secretKey and jsonPath both set: keep one (jsonPath %q selects from the whole response)", o.Name, o.JSONPath))
 		}
-		steps, err := parseJSONPath(o.JSONPath)
+		steps, err := ParseJSONPath(o.JSONPath)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
 		}
-		o.selector = steps
+		o.Selector = steps
 	}
 	if o.WrapTTL != "" {
 		problems = append(problems, fmt.Errorf("object %q: wrapTTL applies only with vaultToken: true: remove it", o.Name))
@@ -176,11 +204,11 @@ func (o *Object) normalizeTemplate() []error {
 	for _, field := range o.fieldsSet("secretPath", "secretKey", "secretArgs", "jsonPath", "wrapTTL", "layout") {
 		problems = append(problems, fmt.Errorf("object %q: %s does not apply to a template: the template names its secrets with {{ secret \"path\" }}", o.Name, field))
 	}
-	t, err := parseTemplate(o.Name, o.Template)
+	t, err := ParseTemplate(o.Name, o.Template)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("object %q: %w", o.Name, err))
 	}
-	o.tmpl = t
+	o.Compiled = t
 	return problems
 }
 
@@ -189,7 +217,7 @@ func (o *Object) normalizeTemplate() []error {
 func (o *Object) fieldsSet(names ...string) []string {
 	set := map[string]bool{
 		"secretPath": o.Path != "", "secretKey": o.Key != "", "secretArgs": len(o.Args) > 0, "jsonPath": o.JSONPath != "",
-		"template": o.Template != "", "wrapTTL": o.WrapTTL != "", "layout": o.Layout == layoutDirectory,
+		"template": o.Template != "", "wrapTTL": o.WrapTTL != "", "layout": o.Layout == LayoutDirectory,
 	}
 	var out []string
 	for _, n := range names {
@@ -211,14 +239,14 @@ func (o *Object) normalizeToken() []error {
 		if err != nil || d < minWrapTTL || d > maxWrapTTL {
 			problems = append(problems, fmt.Errorf("object %q: wrapTTL %q is not a duration between %s and %s: write it like 5m", o.Name, o.WrapTTL, minWrapTTL, maxWrapTTL))
 		}
-		o.wrapTTL = d
+		o.WrapFor = d
 	}
 	return problems
 }
 
-// splitSecretPath accepts "secret/data/app", "/v1/secret/data/app" and
+// SplitSecretPath accepts "secret/data/app", "/v1/secret/data/app" and
 // "secret/data/app?version=1".
-func splitSecretPath(p string) (string, url.Values, error) {
+func SplitSecretPath(p string) (string, url.Values, error) {
 	p = strings.TrimSpace(p)
 	if p == "" {
 		return "", nil, errors.New("secretPath: missing: set the Vault path to read, e.g. secret/data/app")
@@ -242,9 +270,9 @@ func splitSecretPath(p string) (string, url.Values, error) {
 	return p, query, nil
 }
 
-// validateObjectName applies the driver's rules for file paths, so that a
+// ValidateObjectName applies the driver's rules for file paths, so that a
 // mount never fails later in the driver's writer.
-func validateObjectName(name string) error {
+func ValidateObjectName(name string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("objectName %q %s", name, why)
 	}
@@ -253,8 +281,8 @@ func validateObjectName(name string) error {
 		return errors.New("objectName: missing: set the file name for this object")
 	case path.IsAbs(name) || filepath.IsAbs(name):
 		return bad("is absolute: use a path relative to the volume, e.g. db/password")
-	case len(name) > maxPathLength:
-		return bad(fmt.Sprintf("is longer than %d bytes", maxPathLength))
+	case len(name) > MaxPathLength:
+		return bad(fmt.Sprintf("is longer than %d bytes", MaxPathLength))
 	case filepath.Clean(name) != name || name == ".":
 		return bad(fmt.Sprintf("is not a clean path: write it as %q", filepath.Clean(name)))
 	case strings.HasPrefix(name, ".."):
@@ -264,28 +292,28 @@ func validateObjectName(name string) error {
 		if elem == ".." {
 			return bad("contains '..': files stay inside the volume")
 		}
-		if len(elem) > maxElementLength {
-			return bad(fmt.Sprintf("has an element longer than %d bytes", maxElementLength))
+		if len(elem) > MaxElementLength {
+			return bad(fmt.Sprintf("has an element longer than %d bytes", MaxElementLength))
 		}
 	}
 	return nil
 }
 
 // nestedNameConflicts finds objects whose file would be a directory of
-// another object's file ("a" and "a/b").
+// another object's file ("a" and "a/b"). Each name's parent directories are
+// looked up in a set: linear in the total length of the names.
 func nestedNameConflicts(objects []Object) []error {
-	names := make([]string, 0, len(objects))
+	names := make(map[string]bool, len(objects))
 	for _, o := range objects {
 		if o.Name != "" {
-			names = append(names, o.Name)
+			names[o.Name] = true
 		}
 	}
-	sort.Strings(names)
 	var problems []error
-	for i := 1; i < len(names); i++ {
-		for j := 0; j < i; j++ {
-			if strings.HasPrefix(names[i], names[j]+"/") {
-				problems = append(problems, fmt.Errorf("%s: objectName %q would be a file and also the directory of %q: rename one", paramObjects, names[j], names[i]))
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		for i := range len(name) {
+			if name[i] == '/' && names[name[:i]] {
+				problems = append(problems, fmt.Errorf("%s: objectName %q would be a file and also the directory of %q: rename one", paramObjects, name[:i], name))
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package provider
+package render
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"sort"
 	"strings"
 )
@@ -18,19 +19,19 @@ var (
 	ErrDecode = errors.New("value not in the declared encoding")
 )
 
-// extracted is what one object puts in its file (or, with layout
+// Extracted is what one object puts in its file (or, with layout
 // directory, its files), and what its version covers.
-type extracted struct {
-	content []byte
-	// files are the files of a directory object, by key.
-	files map[string][]byte
-	// versioned is the part of the response the version is computed over: the
+type Extracted struct {
+	Content []byte
+	// Files are the files of a directory object, by key.
+	Files map[string][]byte
+	// Versioned is the part of the response the version is computed over: the
 	// file content, or for a whole-response object its data, so that envelope
 	// fields such as request_id do not change the version.
-	versioned []byte
+	Versioned []byte
 }
 
-// extract picks the object's value out of a Vault response body.
+// Extract picks the object's value out of a Vault response body.
 //
 // With secretKey, the value is looked up in data.data (KV v2) and then in data;
 // with jsonPath, it is selected from the whole response. Strings are written
@@ -38,40 +39,40 @@ type extracted struct {
 // response, as hashicorp/vault-csi-provider writes it, unless the layout is
 // directory: then each key of the secret (data.data for KV v2, else data)
 // or of the selected value becomes a file.
-func extract(o Object, body []byte) (extracted, error) {
+func Extract(o spc.Object, body []byte) (Extracted, error) {
 	var envelope struct {
 		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(body, &envelope); err != nil {
-		return extracted{}, fmt.Errorf("object %q: response from %s is not a JSON object", o.Name, o.apiPath)
+		return Extracted{}, fmt.Errorf("object %q: response from %s is not a JSON object", o.Name, o.Call.Path)
 	}
 	var raw json.RawMessage
 	var err error
 	switch {
-	case o.selector != nil:
+	case o.Selector != nil:
 		raw, err = selectPath(o, body)
 	case o.Key != "":
 		raw, err = lookupKey(o, envelope.Data)
-	case o.Layout == layoutDirectory:
+	case o.Layout == spc.LayoutDirectory:
 		raw = secretData(envelope.Data)
 	default:
-		return extracted{content: body, versioned: compact(envelope.Data)}, nil
+		return Extracted{Content: body, Versioned: compact(envelope.Data)}, nil
 	}
 	if err != nil {
-		return extracted{}, err
+		return Extracted{}, err
 	}
-	if o.Layout == layoutDirectory {
+	if o.Layout == spc.LayoutDirectory {
 		files, err := directoryFiles(o, raw)
 		if err != nil {
-			return extracted{}, err
+			return Extracted{}, err
 		}
-		return extracted{files: files, versioned: compact(raw)}, nil
+		return Extracted{Files: files, Versioned: compact(raw)}, nil
 	}
 	decoded, err := decode(o, fileValue(raw))
 	if err != nil {
-		return extracted{}, err
+		return Extracted{}, err
 	}
-	return extracted{content: decoded, versioned: decoded}, nil
+	return Extracted{Content: decoded, Versioned: decoded}, nil
 }
 
 // secretData is a response's secret: data.data for KV v2 (data holding data
@@ -88,10 +89,10 @@ func secretData(data json.RawMessage) json.RawMessage {
 	return data
 }
 
-func lookupKey(o Object, data json.RawMessage) (json.RawMessage, error) {
+func lookupKey(o spc.Object, data json.RawMessage) (json.RawMessage, error) {
 	var fields map[string]json.RawMessage
 	if len(data) == 0 || json.Unmarshal(data, &fields) != nil || fields == nil {
-		return nil, fmt.Errorf("%w: object %q: %s returned no data object to take secretKey %q from: remove secretKey to get the whole response", ErrSecretKeyNotFound, o.Name, o.apiPath, o.Key)
+		return nil, fmt.Errorf("%w: object %q: %s returned no data object to take secretKey %q from: remove secretKey to get the whole response", ErrSecretKeyNotFound, o.Name, o.Call.Path, o.Key)
 	}
 	var nested map[string]json.RawMessage
 	if inner, ok := fields["data"]; ok && json.Unmarshal(inner, &nested) == nil {
@@ -102,7 +103,7 @@ func lookupKey(o Object, data json.RawMessage) (json.RawMessage, error) {
 	if v, ok := fields[o.Key]; ok {
 		return v, nil
 	}
-	return nil, fmt.Errorf("%w: object %q: %s has no key %q; keys there: %s", ErrSecretKeyNotFound, o.Name, o.apiPath, o.Key, keyList(fields, nested))
+	return nil, fmt.Errorf("%w: object %q: %s has no key %q; keys there: %s", ErrSecretKeyNotFound, o.Name, o.Call.Path, o.Key, keyList(fields, nested))
 }
 
 // keyList names the keys available (never their values).
@@ -122,15 +123,15 @@ func keyList(fields, nested map[string]json.RawMessage) string {
 	return strings.Join(keys, ", ")
 }
 
-func decode(o Object, value []byte) ([]byte, error) {
+func decode(o spc.Object, value []byte) ([]byte, error) {
 	switch o.Encoding {
-	case encodingBase64:
+	case spc.EncodingBase64:
 		out, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(value)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: object %q: the value of %q is not valid base64: fix the value in Vault or set encoding: utf-8", ErrDecode, o.Name, o.Key)
 		}
 		return out, nil
-	case encodingHex:
+	case spc.EncodingHex:
 		out, err := hex.DecodeString(strings.TrimSpace(string(value)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: object %q: the value of %q is not valid hex: fix the value in Vault or set encoding: utf-8", ErrDecode, o.Name, o.Key)

@@ -1,4 +1,4 @@
-package provider
+package spc
 
 import (
 	"encoding/json"
@@ -140,7 +140,7 @@ func TestParseRequest(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := parseRequest(attrs(t, tc.params), tc.secrets, tc.permission)
+			p, err := Parse(attrs(t, tc.params), tc.secrets, tc.permission)
 			if len(tc.wantErr) > 0 {
 				require.ErrorIs(t, err, ErrInvalidParameters)
 				for _, w := range tc.wantErr {
@@ -177,8 +177,8 @@ func TestParseObjects(t *testing.T) {
 				o := objs[0]
 				assert.Equal(t, "PUT", o.Method)
 				assert.Equal(t, "base64", o.Encoding)
-				assert.Equal(t, "pki/issue/web", o.apiPath)
-				assert.Equal(t, "1h", o.query.Get("ttl"))
+				assert.Equal(t, "pki/issue/web", o.Call.Path)
+				assert.Equal(t, "1h", o.Call.Query.Get("ttl"))
 				require.NotNil(t, o.Mode)
 				assert.Equal(t, FileMode(0o600), *o.Mode)
 				assert.Equal(t, "a.example.com", o.Args["common_name"])
@@ -217,7 +217,7 @@ func TestParseObjects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			objs, err := parseObjects(tc.yaml)
+			objs, err := ParseObjects(tc.yaml)
 			if len(tc.wantErr) > 0 {
 				require.Error(t, err)
 				for _, w := range tc.wantErr {
@@ -246,7 +246,7 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add("", "- {objectName: ../x, secretPath: \"\"}", "abc", `{"csi.storage.k8s.io/serviceAccount.tokens":"{}"}`)
 	f.Add("r", "[{objectName: x, secretPath: y, encoding: hex, filePermission: \"0777\"}]", "0", "{")
 	f.Fuzz(func(t *testing.T, role, objects, permission, secrets string) {
-		p, err := parseRequest(attrs(t, map[string]string{paramRoleName: role, paramObjects: objects}), secrets, permission)
+		p, err := Parse(attrs(t, map[string]string{paramRoleName: role, paramObjects: objects}), secrets, permission)
 		if err != nil {
 			return
 		}
@@ -254,8 +254,8 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted a request without role or objects")
 		}
 		for _, o := range p.Objects {
-			if validateObjectName(o.Name) != nil || o.apiPath == "" {
-				t.Fatalf("accepted object %q with path %q", o.Name, o.apiPath)
+			if ValidateObjectName(o.Name) != nil || o.Call.Path == "" {
+				t.Fatalf("accepted object %q with path %q", o.Name, o.Call.Path)
 			}
 			if o.Mode != nil && *o.Mode > 0o777 {
 				t.Fatalf("accepted mode %o", *o.Mode)

@@ -1,6 +1,7 @@
-package provider
+package render
 
 import (
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"io/fs"
 	"testing"
 
@@ -13,9 +14,9 @@ const (
 	kv1Body = `{"request_id":"r-2","data":{"password":"v1pass","data":"field-named-data"}}`
 )
 
-func obj(t *testing.T, yaml string) Object {
+func obj(t *testing.T, yaml string) spc.Object {
 	t.Helper()
-	objs, err := parseObjects(yaml)
+	objs, err := spc.ParseObjects(yaml)
 	require.NoError(t, err)
 	return objs[0]
 }
@@ -45,7 +46,7 @@ func TestExtract(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ex, err := extract(obj(t, tc.object), []byte(tc.body))
+			ex, err := Extract(obj(t, tc.object), []byte(tc.body))
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
 				assert.Contains(t, err.Error(), tc.errText)
@@ -53,7 +54,7 @@ func TestExtract(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tc.want, string(ex.content))
+			assert.Equal(t, tc.want, string(ex.Content))
 		})
 	}
 }
@@ -62,10 +63,10 @@ func TestObjectVersion(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	whole := obj(t, "- {objectName: p, secretPath: secret/data/app}")
 	keyed := obj(t, "- {objectName: p, secretPath: secret/data/app, secretKey: password}")
-	version := func(o Object, mode fs.FileMode, body string, key []byte) string {
-		ex, err := extract(o, []byte(body))
+	version := func(o spc.Object, mode fs.FileMode, body string, key []byte) string {
+		ex, err := Extract(o, []byte(body))
 		require.NoError(t, err)
-		return objectVersion(key, o, mode, ex.versioned)
+		return Version(key, o, mode, ex.Versioned)
 	}
 	base := version(keyed, 0o644, kv2Body, key)
 
@@ -97,20 +98,4 @@ func TestObjectVersion(t *testing.T) {
 			assert.Len(t, tc.got, 64)
 		})
 	}
-}
-
-func TestRequestKey(t *testing.T) {
-	objs, err := parseObjects(`
-- {objectName: a, secretPath: secret/data/app, secretKey: user}
-- {objectName: b, secretPath: /v1/secret/data/app, secretKey: password}
-- {objectName: c, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example.com}}
-- {objectName: d, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: b.example.com}}
-- objectName: e
-  secretPath: secret/data/app?version=1
-  secretKey: user
-`)
-	require.NoError(t, err)
-	assert.Equal(t, requestKey(objs[0]), requestKey(objs[1]), "same path read once")
-	assert.NotEqual(t, requestKey(objs[2]), requestKey(objs[3]), "different secretArgs are different requests")
-	assert.NotEqual(t, requestKey(objs[0]), requestKey(objs[4]), "a query is part of the request")
 }

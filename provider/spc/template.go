@@ -1,0 +1,125 @@
+package spc
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"text/template"
+	"text/template/parse"
+)
+
+// TemplateHelpers are the functions a template may call besides
+// text/template's own (index, len, printf, eq, ...) and secret; the renderer
+// binds them (provider/render), this list is the language's vocabulary.
+var TemplateHelpers = []string{
+	"secret", "base64Encode", "base64Decode", "base64URLEncode", "base64URLDecode", "toJSON", "toJSONPretty",
+	"toLower", "toUpper", "trimSpace", "split", "join", "replaceAll",
+}
+
+// helperStubs lets a template parse: text/template checks at parse time only
+// that each function it calls exists.
+func helperStubs() template.FuncMap {
+	m := template.FuncMap{}
+	for _, name := range TemplateHelpers {
+		m[name] = func(...any) (any, error) { return nil, nil }
+	}
+	return m
+}
+
+// ParseTemplate checks a template's syntax; the object's name is the
+// template's, so errors read "template: <object>:<line>: ...".
+func ParseTemplate(name, text string) (*template.Template, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(helperStubs()).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", TrimTemplateError(err))
+	}
+	if err := checkRanges(t.Tree, t.Root); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	return t, nil
+}
+
+// checkRanges allows {{ range }} only over data: a field of a secret
+// (.Data.data.list, $s.Data.keys) or split's result. Ranging over a number
+// ({{ range 1000000000000 }}) would keep a node's provider busy for hours,
+// for every pod on it.
+func checkRanges(tree *parse.Tree, n parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := checkRanges(tree, c); err != nil {
+				return err
+			}
+		}
+	case *parse.IfNode:
+		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+	case *parse.WithNode:
+		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+	case *parse.RangeNode:
+		if !rangesOverData(n.Pipe) {
+			loc, _ := tree.ErrorContext(n)
+			return fmt.Errorf("%s: range over %s: range only over lists and maps of a secret (.Data.data.list) or over split", loc, n.Pipe)
+		}
+		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+	}
+	return nil
+}
+
+func rangesOverData(p *parse.PipeNode) bool {
+	if p == nil || len(p.Cmds) == 0 {
+		return false
+	}
+	last := p.Cmds[len(p.Cmds)-1]
+	if len(last.Args) == 0 {
+		return false
+	}
+	switch a := last.Args[0].(type) {
+	case *parse.FieldNode, *parse.ChainNode, *parse.DotNode:
+		return true
+	case *parse.VariableNode:
+		return len(a.Ident) > 1 // $s.Data..., not a bare variable that may hold a number
+	case *parse.IdentifierNode:
+		return a.Ident == "split"
+	}
+	return false
+}
+
+// TrimTemplateError drops text/template's own "template: " prefix and keeps
+// the error's chain (ErrTooLarge, Vault's errors).
+func TrimTemplateError(err error) error {
+	return trimmedError{msg: strings.TrimPrefix(err.Error(), "template: "), err: err}
+}
+
+type trimmedError struct {
+	msg string
+	err error
+}
+
+func (e trimmedError) Error() string { return e.msg }
+func (e trimmedError) Unwrap() error { return e.err }
+
+// SecretCall is the Vault call of {{ secret PATH ARGS... }}: arguments
+// are key=value pairs sent with PUT.
+func SecretCall(path string, args []string) (Call, error) {
+	apiPath, query, err := SplitSecretPath(path)
+	if err != nil {
+		return Call{}, err
+	}
+	r := Call{Method: http.MethodGet, Path: apiPath, Query: query}
+	if len(args) > 0 {
+		r.Method = http.MethodPut
+		r.Body = map[string]any{}
+		for _, a := range args {
+			k, v, ok := strings.Cut(a, "=")
+			if !ok || k == "" {
+				return Call{}, fmt.Errorf("secret %q: argument %q is not key=value", path, a)
+			}
+			r.Body[k] = v
+		}
+	}
+	return r, nil
+}
