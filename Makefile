@@ -56,9 +56,9 @@ integration: test-deps ## integration tests only
 	go test -race -count=1 -v ./test/integration/
 
 fuzz: ## run each fuzz target (parameters and objects, paths, jsonPath and directories, token JSON) for FUZZTIME inputs (default 10000x; a count, not a duration, so no timer can cut a worker off)
-	go test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./provider/
-	go test -run='^$$' -fuzz='^FuzzPaths$$' -fuzztime=$(FUZZTIME) ./provider/
-	go test -run='^$$' -fuzz='^FuzzSelectors$$' -fuzztime=$(FUZZTIME) ./provider/
+	go test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./provider/spc/
+	go test -run='^$$' -fuzz='^FuzzPaths$$' -fuzztime=$(FUZZTIME) ./provider/spc/
+	go test -run='^$$' -fuzz='^FuzzSelectors$$' -fuzztime=$(FUZZTIME) ./provider/render/
 	go test -run='^$$' -fuzz='^FuzzParseTokens$$' -fuzztime=$(FUZZTIME) ./auth/
 
 lint: $(GOLANGCI_LINT) ## gofmt, go vet, golangci-lint and shellcheck

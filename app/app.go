@@ -58,20 +58,43 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(proc, stderr)
 	log.Info("starting", "version", Version, "vault_addr", proc.Vault.Address, "auth_mount", proc.Vault.AuthMount)
+	srv, m, clients, err := build(ctx, proc, getenv, log)
+	if err != nil {
+		return err
+	}
+	var serving atomic.Bool
+	ready, err := readiness(ctx, proc, clients, &serving, log.With("component", "health"))
+	if err != nil {
+		return err
+	}
+	stop, err := listenHTTP(ctx, proc, ready, m, log)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	return provider.Serve(ctx, proc.Endpoint, srv, &serving, drainTimeout)
+}
 
+// build connects to Kubernetes, starts the watchers and background renewal,
+// and assembles the gRPC server with its caches.
+func build(ctx context.Context, proc config.Process, getenv func(string) string, log *slog.Logger) (*provider.Server, *metrics.Metrics, *vault.Clients, error) {
+	overrides, err := provider.NewOverridePolicy(proc.AllowPodOverrides)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	kubeClient, namespace, err := kube.Connect(proc.Kubeconfig, getenv)
 	switch {
 	case errors.Is(err, kube.ErrNoKubernetes):
 		log.Warn("running without Kubernetes access: no TokenRequest fallback, per-process version key", "reason", err)
 	case err != nil:
-		return err
+		return nil, nil, nil, err
 	}
 	keys, err := kube.NewHMACKey(kubeClient, namespace, proc.HMACSecretName, log.With("component", "hmac-key"))
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	if err := keys.Watch(ctx); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	m := metrics.New()
 	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
@@ -84,10 +107,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	clients := vault.NewClients(proc.VaultTimeout)
 	watching, err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods"))
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	if watching && proc.RenewInterval > 0 {
 		go renewInBackground(ctx, proc.RenewInterval, proc.VaultTimeout, sessions, leases)
+	}
+	if kubeClient != nil {
+		overrides.Classes = func(ctx context.Context, namespace, name string) (map[string]string, error) {
+			return kube.ClassParameters(ctx, kubeClient, namespace, name)
+		}
 	}
 	srv := &provider.Server{
 		Mounter: &provider.Mounter{
@@ -98,7 +126,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Keys:            keys,
 			Leases:          leases,
 			Metrics:         m,
-			Overrides:       overridePolicy(proc, kubeClient),
+			Overrides:       overrides,
 			Log:             log.With("component", "mount"),
 			ReadConcurrency: proc.ReadConcurrency,
 		},
@@ -106,11 +134,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		BuildVersion: Version,
 		MountTimeout: mountTimeout,
 	}
+	return srv, m, clients, nil
+}
 
-	var serving atomic.Bool
-	ready, err := readiness(ctx, proc, clients, &serving, log.With("component", "health"))
-	if err != nil {
-		return err
+// listenHTTP serves health and metrics on their addresses (empty: off);
+// stop shuts both down and waits for them.
+func listenHTTP(ctx context.Context, proc config.Process, ready func() bool, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
 	}
 	for _, l := range []struct{ name, addr string }{{"health", proc.HealthAddr}, {"metrics", proc.MetricsAddr}} {
 		if l.addr == "" {
@@ -123,14 +157,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			mux.Handle("/metrics", m.Handler())
 		}
 		listenCtx, stopListener := context.WithCancel(ctx)
-		defer stopListener()
 		stopped, err := health.Listen(listenCtx, l.addr, mux, log.With("component", l.name))
 		if err != nil {
-			return err
+			stopListener()
+			return stop, err
 		}
-		defer func() { stopListener(); <-stopped }()
+		stops = append(stops, func() { stopListener(); <-stopped })
 	}
-	return provider.Serve(ctx, proc.Endpoint, srv, &serving, drainTimeout)
+	return stop, nil
 }
 
 // readiness is true while the socket is served and, when the operator set a
@@ -155,17 +189,6 @@ func readiness(ctx context.Context, proc config.Process, clients *vault.Clients,
 	return func() bool {
 		return serving.Load() && slices.ContainsFunc(probes, func(p *health.VaultProbe) bool { return p.Healthy(3 * proc.VaultHealthInterval) })
 	}, nil
-}
-
-// overridePolicy reads SecretProviderClasses with the provider's client.
-func overridePolicy(proc config.Process, client kubernetes.Interface) provider.OverridePolicy {
-	o := provider.OverridePolicy{Allowed: proc.AllowPodOverrides}
-	if client != nil {
-		o.Classes = func(ctx context.Context, namespace, name string) (map[string]string, error) {
-			return kube.ClassParameters(ctx, client, namespace, name)
-		}
-	}
-	return o
 }
 
 // watchPods revokes the Vault tokens (and so the leases) of this node's pods

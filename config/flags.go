@@ -57,17 +57,42 @@ const (
 // KUBECONFIG. Usage and errors are written to out.
 func Parse(args []string, getenv func(string) string, out io.Writer) (Process, error) {
 	var p Process
-	var flagVault Vault
-	var logLevel, skipVerify string
-	var debug bool
-
+	var raw rawFlags
 	fs := flag.NewFlagSet("vault-csi-provider", flag.ContinueOnError)
 	fs.SetOutput(out)
+	p.register(fs, getenv)
+	raw.register(fs, &p)
+	if err := fs.Parse(args); err != nil {
+		return Process{}, err
+	}
+	if fs.NArg() > 0 {
+		return Process{}, fmt.Errorf("unexpected arguments %q: every setting is a -flag", fs.Args())
+	}
+	problems := append(raw.apply(&p), p.validate()...)
+	env, err := FromEnv(getenv)
+	problems = append(problems, err)
+	if err := errors.Join(problems...); err != nil {
+		return Process{}, err
+	}
+	raw.vault.AuthMount = NormalizeMount(raw.vault.AuthMount)
+	p.Vault = Layers(Defaults(), env, raw.vault)
+	return p, nil
+}
+
+// rawFlags are the flags that need parsing after flag.Parse: the log
+// level, the Vault flag layer and its TLS switch.
+type rawFlags struct {
+	vault      Vault
+	logLevel   string
+	skipVerify string
+	debug      bool
+}
+
+// register adds the process's own flags.
+func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&p.Endpoint, "endpoint", DefaultEndpoint, "path of the unix socket the secrets-store-csi-driver calls (<providers dir>/vault.sock)")
 	fs.StringVar(&p.HealthAddr, "health-addr", DefaultHealthAddr, "address of the HTTP listener serving /health/ready and /health/live; empty disables it")
 	fs.StringVar(&p.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "address of the HTTP listener serving Prometheus metrics on /metrics; empty disables it")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&debug, "debug", false, "same as -log-level=debug (kept for compatibility)")
 	fs.StringVar(&p.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&p.HMACSecretName, "hmac-secret-name", DefaultHMACSecretName, "Kubernetes Secret, in the provider's namespace, holding the key for object versions (created if missing)")
 	fs.IntVar(&p.CacheSize, "cache-size", DefaultCacheSize, "maximum number of Vault tokens kept in memory, one per pod identity; 0 logs in on every mount")
@@ -79,18 +104,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
-
-	fs.StringVar(&flagVault.Address, "vault-addr", "", "default Vault address (env "+EnvAddress+", default "+DefaultVaultAddress+")")
-	fs.StringVar(&flagVault.AuthMount, "vault-mount", "", "default Vault auth mount for login (default "+DefaultAuthMount+")")
-	fs.StringVar(&flagVault.Namespace, "vault-namespace", "", "default Vault namespace (env "+EnvNamespace+")")
-	fs.StringVar(&flagVault.CACert, "vault-tls-ca-cert", "", "PEM CA certificate to trust for Vault (env "+EnvCACert+")")
-	fs.StringVar(&flagVault.CADirectory, "vault-tls-ca-directory", "", "directory of PEM CA certificates to trust for Vault (env "+EnvCAPath+")")
-	fs.StringVar(&flagVault.TLSServerName, "vault-tls-server-name", "", "server name to verify in Vault's certificate (env "+EnvTLSServerName+")")
-	fs.StringVar(&flagVault.ClientCert, "vault-tls-client-cert", "", "client certificate for mutual TLS with Vault (env "+EnvClientCert+")")
-	fs.StringVar(&flagVault.ClientKey, "vault-tls-client-key", "", "client key for mutual TLS with Vault (env "+EnvClientKey+")")
-	fs.StringVar(&skipVerify, "vault-tls-skip-verify", "", "turn off verification of Vault's TLS certificate: true or false (env "+EnvSkipVerify+")")
-
-	fs.Func("allow-pod-overrides", "comma-separated parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass: vaultAddress, vaultCACertPath, vaultCADirectory, vaultTLSServerName, vaultSkipTLSVerify, vaultTLSClientCertPath, vaultTLSClientKeyPath, or * for all (default: none)", func(v string) error {
+	fs.Func("allow-pod-overrides", "comma-separated sensitive parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass (vaultAddress and the TLS parameters, listed in docs/security.md), or * for all (default: none)", func(v string) error {
 		for _, f := range strings.Split(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
 				p.AllowPodOverrides = append(p.AllowPodOverrides, f)
@@ -98,60 +112,56 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 		}
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
-		return Process{}, err
-	}
-	if fs.NArg() > 0 {
-		return Process{}, fmt.Errorf("unexpected arguments %q: every setting is a -flag", fs.Args())
-	}
+}
 
+// register adds the flags read into r: the Vault layer and the log level.
+func (r *rawFlags) register(fs *flag.FlagSet, p *Process) {
+	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&r.debug, "debug", false, "same as -log-level=debug (kept for compatibility)")
+	fs.StringVar(&r.vault.Address, "vault-addr", "", "default Vault address (env "+EnvAddress+", default "+DefaultVaultAddress+")")
+	fs.StringVar(&r.vault.AuthMount, "vault-mount", "", "default Vault auth mount for login (default "+DefaultAuthMount+")")
+	fs.StringVar(&r.vault.Namespace, "vault-namespace", "", "default Vault namespace (env "+EnvNamespace+")")
+	fs.StringVar(&r.vault.CACert, "vault-tls-ca-cert", "", "PEM CA certificate to trust for Vault (env "+EnvCACert+")")
+	fs.StringVar(&r.vault.CADirectory, "vault-tls-ca-directory", "", "directory of PEM CA certificates to trust for Vault (env "+EnvCAPath+")")
+	fs.StringVar(&r.vault.TLSServerName, "vault-tls-server-name", "", "server name to verify in Vault's certificate (env "+EnvTLSServerName+")")
+	fs.StringVar(&r.vault.ClientCert, "vault-tls-client-cert", "", "client certificate for mutual TLS with Vault (env "+EnvClientCert+")")
+	fs.StringVar(&r.vault.ClientKey, "vault-tls-client-key", "", "client key for mutual TLS with Vault (env "+EnvClientKey+")")
+	fs.StringVar(&r.skipVerify, "vault-tls-skip-verify", "", "turn off verification of Vault's TLS certificate: true or false (env "+EnvSkipVerify+")")
+}
+
+// apply parses the raw flags into p and the Vault layer.
+func (r *rawFlags) apply(p *Process) []error {
 	var problems []error
-	if err := p.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		problems = append(problems, fmt.Errorf("-log-level: %q is not a level: use debug, info, warn or error", logLevel))
+	if err := p.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
+		problems = append(problems, fmt.Errorf("-log-level: %q is not a level: use debug, info, warn or error", r.logLevel))
 	}
-	if debug {
+	if r.debug {
 		p.LogLevel = slog.LevelDebug
 	}
-	p.LogFormat = strings.ToLower(p.LogFormat)
-	if p.LogFormat != "text" && p.LogFormat != "json" {
-		problems = append(problems, fmt.Errorf("-log-format: %q is not a format: use text or json", p.LogFormat))
-	}
-	if p.CacheSize < 0 {
-		problems = append(problems, fmt.Errorf("-cache-size: %d is negative: use 0 to turn the cache off", p.CacheSize))
-	}
-	if p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second {
-		problems = append(problems, fmt.Errorf("-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout))
-	}
-	if p.RenewInterval < 0 {
-		problems = append(problems, fmt.Errorf("-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval))
-	}
-	if p.VaultHealthInterval <= 0 {
-		problems = append(problems, fmt.Errorf("-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval))
-	}
-	if p.ReadConcurrency < 1 {
-		problems = append(problems, fmt.Errorf("-read-concurrency: %d: use 1 or more", p.ReadConcurrency))
-	}
-	if p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1 {
-		problems = append(problems, fmt.Errorf("-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining))
-	}
-	if p.Endpoint == "" {
-		problems = append(problems, errors.New("-endpoint: empty: give the socket path, e.g. "+DefaultEndpoint))
-	}
-	if skipVerify != "" {
-		b, err := ParseBool("-vault-tls-skip-verify", skipVerify)
-		if err != nil {
-			problems = append(problems, err)
-		}
-		flagVault.SkipVerify = &b
-	}
-	env, err := FromEnv(getenv)
-	if err != nil {
+	if r.skipVerify != "" {
+		b, err := ParseBool("-vault-tls-skip-verify", r.skipVerify)
 		problems = append(problems, err)
+		r.vault.SkipVerify = &b
 	}
-	if err := errors.Join(problems...); err != nil {
-		return Process{}, err
+	return problems
+}
+
+// validate checks the ranges of the process flags.
+func (p *Process) validate() []error {
+	var problems []error
+	bad := func(cond bool, format string, a ...any) {
+		if cond {
+			problems = append(problems, fmt.Errorf(format, a...))
+		}
 	}
-	flagVault.AuthMount = NormalizeMount(flagVault.AuthMount)
-	p.Vault = Layers(Defaults(), env, flagVault)
-	return p, nil
+	p.LogFormat = strings.ToLower(p.LogFormat)
+	bad(p.LogFormat != "text" && p.LogFormat != "json", "-log-format: %q is not a format: use text or json", p.LogFormat)
+	bad(p.CacheSize < 0, "-cache-size: %d is negative: use 0 to turn the cache off", p.CacheSize)
+	bad(p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second, "-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout)
+	bad(p.RenewInterval < 0, "-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval)
+	bad(p.VaultHealthInterval <= 0, "-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval)
+	bad(p.ReadConcurrency < 1, "-read-concurrency: %d: use 1 or more", p.ReadConcurrency)
+	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)
+	bad(p.Endpoint == "", "-endpoint: empty: give the socket path, e.g. %s", DefaultEndpoint)
+	return problems
 }

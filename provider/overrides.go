@@ -29,6 +29,17 @@ type OverridePolicy struct {
 	Classes ClassSource
 }
 
+// NewOverridePolicy allows pods to set the named sensitive parameters ("*":
+// all); a name that is not one of spc.SensitiveParameters is an error.
+func NewOverridePolicy(allowed []string) (OverridePolicy, error) {
+	for _, name := range allowed {
+		if name != "*" && !slices.Contains(spc.SensitiveParameters, name) {
+			return OverridePolicy{}, fmt.Errorf("-allow-pod-overrides: %q is not a sensitive parameter: use some of %s, or *", name, strings.Join(spc.SensitiveParameters, ", "))
+		}
+	}
+	return OverridePolicy{Allowed: allowed}, nil
+}
+
 // check returns an error naming each sensitive parameter the pod set.
 func (o OverridePolicy) check(ctx context.Context, p spc.Params) error {
 	if slices.Contains(o.Allowed, "*") {

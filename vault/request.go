@@ -140,3 +140,12 @@ func RenewLease(ctx context.Context, client *api.Client, leaseID string, increme
 	}
 	return time.Duration(secret.LeaseDuration) * time.Second, nil
 }
+
+// LookupSelf asks Vault whether the session's token is still valid: nil
+// when it is, ErrPermissionDenied when Vault no longer knows it.
+func LookupSelf(ctx context.Context, s Session) error {
+	if _, err := s.Client.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		return classify(ctx, "lookup", http.MethodGet, "auth/token/lookup-self", 0, err, "")
+	}
+	return nil
+}

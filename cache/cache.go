@@ -1,0 +1,246 @@
+// Package cache is the provider's one bounded cache: least-recently-used
+// entries with an expiry each, bounded by count and, optionally, by bytes;
+// an eviction hook for what the bounds push out; and single-flight loads
+// that outlive any one caller. The token sessions (package auth) and the
+// lease cache (package lease) are built on it.
+package cache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options bound a Cache and say how to weigh and retire its entries.
+type Options[V any] struct {
+	// MaxEntries bounds the number of entries; 0 or less keeps none.
+	MaxEntries int
+	// MaxBytes bounds the sum of Size over the entries; 0 means no bound.
+	MaxBytes int64
+	// Size is what one value weighs in bytes (nil: nothing).
+	Size func(V) int64
+	// OnEvict is told of every entry the bounds pushed out, and of a value
+	// Add did not keep because the cache keeps none (it never sees entries
+	// that expired or were removed). It runs after the cache's lock is
+	// released, on the goroutine of the Add: it must not block for long.
+	OnEvict func(key string, v V)
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Cache is safe for concurrent use. An entry whose expiry has passed is
+// dropped when it is next looked at, as if it had never been added.
+type Cache[V any] struct {
+	opts  Options[V]
+	mu    sync.Mutex
+	lru   *simplelru.LRU[string, entry[V]] // nil when the cache keeps nothing
+	bytes int64
+	group singleflight.Group
+}
+
+type entry[V any] struct {
+	value   V
+	expires time.Time // zero: never
+	size    int64
+}
+
+// New returns an empty cache.
+func New[V any](opts Options[V]) *Cache[V] {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Cache[V]{opts: opts}
+	if opts.MaxEntries > 0 {
+		c.lru, _ = simplelru.NewLRU[string, entry[V]](opts.MaxEntries+1, nil) // fails only for size <= 0; we evict first
+	}
+	return c
+}
+
+// Now is the cache's clock.
+func (c *Cache[V]) Now() time.Time { return c.opts.Now() }
+
+// Get returns the value of key and marks it recently used.
+func (c *Cache[V]) Get(key string) (V, bool) { return c.get(key, true) }
+
+// Peek returns the value of key without marking it used.
+func (c *Cache[V]) Peek(key string) (V, bool) { return c.get(key, false) }
+
+func (c *Cache[V]) get(key string, touch bool) (V, bool) {
+	var zero V
+	if c.lru == nil {
+		return zero, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.lru.Peek(key)
+	switch {
+	case !ok:
+		return zero, false
+	case !e.expires.IsZero() && !c.opts.Now().Before(e.expires):
+		c.remove(key, e)
+		return zero, false
+	case touch:
+		c.lru.Get(key)
+	}
+	return e.value, true
+}
+
+// Add keeps v under key until expires (zero: no expiry), replacing what was
+// there, and evicts the least recently used entries beyond the bounds. A
+// value too big for MaxBytes on its own is not kept.
+func (c *Cache[V]) Add(key string, v V, expires time.Time) {
+	e := entry[V]{value: v, expires: expires, size: c.size(v)}
+	var evicted []evictee[V]
+	c.mu.Lock()
+	if c.lru == nil || (c.opts.MaxBytes > 0 && e.size > c.opts.MaxBytes) {
+		evicted = append(evicted, evictee[V]{key, v})
+	} else {
+		if old, ok := c.lru.Peek(key); ok {
+			c.remove(key, old)
+		}
+		for c.lru.Len() >= c.opts.MaxEntries || (c.opts.MaxBytes > 0 && c.bytes+e.size > c.opts.MaxBytes) {
+			k, old, ok := c.lru.RemoveOldest()
+			if !ok {
+				break
+			}
+			c.bytes -= old.size
+			evicted = append(evicted, evictee[V]{k, old.value})
+		}
+		c.lru.Add(key, e)
+		c.bytes += e.size
+	}
+	c.mu.Unlock()
+	if c.opts.OnEvict != nil {
+		for _, ev := range evicted {
+			c.opts.OnEvict(ev.key, ev.value)
+		}
+	}
+}
+
+type evictee[V any] struct {
+	key   string
+	value V
+}
+
+// Replace sets the value and expiry of key if it is still there, without
+// changing its recency, and reports whether it was.
+func (c *Cache[V]) Replace(key string, v V, expires time.Time) bool {
+	if c.lru == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, ok := c.lru.Peek(key)
+	if !ok {
+		return false
+	}
+	e := entry[V]{value: v, expires: expires, size: c.size(v)}
+	c.bytes += e.size - old.size
+	c.lru.Add(key, e)
+	return true
+}
+
+// Remove drops key and returns what it held.
+func (c *Cache[V]) Remove(key string) (V, bool) {
+	var zero V
+	if c.lru == nil {
+		return zero, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.lru.Peek(key)
+	if !ok {
+		return zero, false
+	}
+	c.remove(key, e)
+	return e.value, true
+}
+
+// RemoveFunc drops every entry match selects and returns their values.
+func (c *Cache[V]) RemoveFunc(match func(key string, v V) bool) []V {
+	if c.lru == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []V
+	for _, k := range c.lru.Keys() {
+		if e, ok := c.lru.Peek(k); ok && match(k, e.value) {
+			c.remove(k, e)
+			out = append(out, e.value)
+		}
+	}
+	return out
+}
+
+// Each calls f with every live entry and its expiry, oldest first, outside
+// the lock (so f may call the cache): entries added meanwhile may be missed.
+func (c *Cache[V]) Each(f func(key string, v V, expires time.Time)) {
+	if c.lru == nil {
+		return
+	}
+	c.mu.Lock()
+	type kv struct {
+		key string
+		e   entry[V]
+	}
+	all := make([]kv, 0, c.lru.Len())
+	for _, k := range c.lru.Keys() {
+		if e, ok := c.lru.Peek(k); ok {
+			all = append(all, kv{k, e})
+		}
+	}
+	c.mu.Unlock()
+	for _, x := range all {
+		f(x.key, x.e.value, x.e.expires)
+	}
+}
+
+// Len is the number of entries, expired ones included until looked at.
+func (c *Cache[V]) Len() int {
+	if c.lru == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+// Bytes is the sum of Size over the entries.
+func (c *Cache[V]) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
+// Do runs load once for concurrent callers of one flight key. The load runs
+// with its own context (ctx's values, no cancellation, timeout), so a caller
+// that gives up does not fail the others; that caller gets ctx's error.
+func (c *Cache[V]) Do(ctx context.Context, flight string, timeout time.Duration, load func(ctx context.Context) (any, error)) (any, error) {
+	ch := c.group.DoChan(flight, func() (any, error) {
+		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		return load(opCtx)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		return r.Val, r.Err
+	}
+}
+
+func (c *Cache[V]) remove(key string, e entry[V]) {
+	c.lru.Remove(key)
+	c.bytes -= e.size
+}
+
+func (c *Cache[V]) size(v V) int64 {
+	if c.opts.Size == nil {
+		return 0
+	}
+	return c.opts.Size(v)
+}
