@@ -5,12 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"sync"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
-
+	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/vault"
@@ -49,15 +46,14 @@ type LoginFunc func(ctx context.Context) (vault.Session, error)
 // (auth/token/renew-self) and kept if Vault grants at least half its TTL
 // again; a token that cannot be renewed is used until a fifth of its TTL is
 // left. Otherwise Get logs in, and concurrent Gets for one identity share
-// that one login or renewal. At most size sessions are kept (least recently
-// used go first; they are left to expire, not revoked, since their pod may
-// still use the leases they hold); size 0 keeps none, so every Get logs in.
-// Forget drops a token Vault no longer accepts; RevokePod revokes the tokens
-// of a pod that is gone, and with them every lease they created.
+// that one login or renewal. At most size sessions are kept; the least
+// recently used are revoked when the bound pushes them out (with them go the
+// leases they hold: the pod's next mount logs in and reads them anew); size
+// 0 keeps none, so every Get logs in. Forget revokes and drops a token the
+// provider stops using; RevokePod revokes the tokens of a pod that is gone,
+// and with them every lease they created.
 type Sessions struct {
-	mu    sync.Mutex // guards cache (the LRU locks too; this keeps check-then-act atomic)
-	cache *lru.Cache[string, *cachedSession]
-	group singleflight.Group
+	cache *cache.Cache[cachedSession]
 	now   func() time.Time
 	// LoginTimeout bounds a shared login, which outlives any one caller's context.
 	LoginTimeout time.Duration
@@ -68,6 +64,7 @@ type Sessions struct {
 	Metrics *metrics.Metrics
 }
 
+// cachedSession is immutable: a renewal stores a new one.
 type cachedSession struct {
 	session vault.Session
 	pod     string
@@ -75,7 +72,7 @@ type cachedSession struct {
 }
 
 // left is the part of the token's TTL still ahead, as a fraction.
-func (cs *cachedSession) left(now time.Time) float64 {
+func (cs cachedSession) left(now time.Time) float64 {
 	if cs.expires.IsZero() || cs.session.TTL <= 0 {
 		return 1
 	}
@@ -85,8 +82,16 @@ func (cs *cachedSession) left(now time.Time) float64 {
 // NewSessions returns a cache of at most size sessions.
 func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 	s := &Sessions{now: time.Now, LoginTimeout: loginTimeout, Renew: vault.RenewSelf, Revoke: vault.RevokeSelf}
-	if size > 0 {
-		s.cache, _ = lru.New[string, *cachedSession](size) // fails only for size <= 0
+	s.cache = cache.New(cache.Options[cachedSession]{
+		MaxEntries: size,
+		Now:        func() time.Time { return s.now() },
+		OnEvict: func(_ string, cs cachedSession) {
+			s.Metrics.CacheEvent("token", "eviction")
+			go s.revoke(context.Background(), cs.session) //nolint:contextcheck // the evicting mount may end first
+		},
+	})
+	if size <= 0 {
+		s.cache = nil // keeps none: a mount's token is not revoked under it
 	}
 	return s
 }
@@ -103,9 +108,7 @@ func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (sessi
 		session vault.Session
 		fresh   bool
 	}
-	ch := s.group.DoChan(key, func() (any, error) {
-		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.LoginTimeout)
-		defer cancel()
+	v, err := s.do(ctx, key, func(opCtx context.Context) (any, error) {
 		if sess, ok := s.keepAlive(opCtx, key); ok {
 			return result{sess, false}, nil
 		}
@@ -117,16 +120,21 @@ func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (sessi
 		s.store(key, id.Pod.UID, sess)
 		return result{sess, true}, nil
 	})
-	select {
-	case <-ctx.Done():
-		return vault.Session{}, false, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return vault.Session{}, false, r.Err
-		}
-		res := r.Val.(result)
-		return res.session, res.fresh, nil
+	if err != nil {
+		return vault.Session{}, false, err
 	}
+	res := v.(result)
+	return res.session, res.fresh, nil
+}
+
+// do shares one login or renewal between concurrent callers of a key.
+func (s *Sessions) do(ctx context.Context, key string, load func(context.Context) (any, error)) (any, error) {
+	if s.cache == nil {
+		opCtx, cancel := context.WithTimeout(ctx, s.LoginTimeout)
+		defer cancel()
+		return load(opCtx)
+	}
+	return s.cache.Do(ctx, key, s.LoginTimeout, load)
 }
 
 // keepAlive returns the cached session if it is still good, renewing it
@@ -142,7 +150,7 @@ func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bo
 		s.Metrics.CacheEvent("token", "hit")
 		return cs.session, true
 	case cs.session.Renewable && left > 0:
-		if s.renew(ctx, cs) {
+		if s.renew(ctx, key, cs) {
 			return cs.session, true
 		}
 	case left > 0.2:
@@ -154,16 +162,15 @@ func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bo
 
 // renew extends cs's token and reports whether Vault granted at least half
 // its TTL again.
-func (s *Sessions) renew(ctx context.Context, cs *cachedSession) bool {
+func (s *Sessions) renew(ctx context.Context, key string, cs cachedSession) bool {
 	ttl, err := s.Renew(ctx, cs.session)
 	s.Metrics.VaultRequest("token_renew", vault.StatusClass(err))
 	if err != nil || ttl < cs.session.TTL/2 {
 		return false
 	}
 	s.Metrics.CacheEvent("token", "renewal")
-	s.mu.Lock()
 	cs.expires = s.now().Add(ttl)
-	s.mu.Unlock()
+	s.cache.Replace(key, cs, cs.expires)
 	return true
 }
 
@@ -174,19 +181,18 @@ func (s *Sessions) RenewDue(ctx context.Context) {
 	if s.cache == nil {
 		return
 	}
-	for _, key := range s.cache.Keys() {
-		s.mu.Lock()
-		cs, ok := s.cache.Peek(key)
-		s.mu.Unlock()
-		if !ok || !cs.session.Renewable {
-			continue
+	s.cache.Each(func(key string, cs cachedSession, _ time.Time) {
+		if !cs.session.Renewable {
+			return
 		}
 		if left := cs.left(s.now()); left > 0.5 || left <= 0 {
-			continue
+			return
 		}
 		// Its own flight: a Get must never join it and receive its result.
-		_, _, _ = s.group.Do("background\x00"+key, func() (any, error) { return s.renew(ctx, cs), nil })
-	}
+		_, _ = s.cache.Do(ctx, "background\x00"+key, s.LoginTimeout, func(ctx context.Context) (any, error) {
+			return s.renew(ctx, key, cs), nil
+		})
+	})
 }
 
 // RevokePod revokes and drops every session of the pod with uid.
@@ -194,34 +200,23 @@ func (s *Sessions) RevokePod(ctx context.Context, uid string) (int, error) {
 	if s.cache == nil {
 		return 0, nil
 	}
-	var gone []vault.Session
-	s.mu.Lock()
-	for _, k := range s.cache.Keys() {
-		if cs, ok := s.cache.Peek(k); ok && cs.pod == uid {
-			s.cache.Remove(k)
-			gone = append(gone, cs.session)
-		}
-	}
-	s.mu.Unlock()
+	gone := s.cache.RemoveFunc(func(_ string, cs cachedSession) bool { return cs.pod == uid })
 	var errs []error
-	for _, sess := range gone {
-		err := s.Revoke(ctx, sess)
-		s.Metrics.VaultRequest("token_revoke", vault.StatusClass(err))
-		if err != nil {
-			errs = append(errs, err)
-		}
+	for _, cs := range gone {
+		errs = append(errs, s.revoke(ctx, cs.session))
 	}
 	return len(gone), errors.Join(errs...)
 }
 
-// Forget drops the session of id, so that the next Get logs in again.
-func (s *Sessions) Forget(id Identity) {
+// Forget revokes and drops the session of id, so that the next Get logs in
+// again.
+func (s *Sessions) Forget(ctx context.Context, id Identity) {
 	if s.cache == nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cache.Remove(id.Key())
+	if cs, ok := s.cache.Remove(id.Key()); ok {
+		_ = s.revoke(ctx, cs.session) // a token Vault no longer knows cannot be revoked, and need not be
+	}
 }
 
 // Len is the number of cached sessions.
@@ -232,16 +227,22 @@ func (s *Sessions) Len() int {
 	return s.cache.Len()
 }
 
-func (s *Sessions) lookup(key string) (*cachedSession, bool) {
+func (s *Sessions) revoke(ctx context.Context, sess vault.Session) error {
+	ctx, cancel := context.WithTimeout(ctx, s.LoginTimeout)
+	defer cancel()
+	err := s.Revoke(ctx, sess)
+	s.Metrics.VaultRequest("token_revoke", vault.StatusClass(err))
+	return err
+}
+
+func (s *Sessions) lookup(key string) (cachedSession, bool) {
 	if s.cache == nil {
-		return nil, false
+		return cachedSession{}, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	cs, ok := s.cache.Get(key)
 	if ok && cs.left(s.now()) <= 0 {
 		s.cache.Remove(key)
-		return nil, false
+		return cachedSession{}, false
 	}
 	return cs, ok
 }
@@ -250,14 +251,9 @@ func (s *Sessions) store(key, pod string, sess vault.Session) {
 	if s.cache == nil {
 		return
 	}
-	cs := &cachedSession{session: sess, pod: pod}
+	cs := cachedSession{session: sess, pod: pod}
 	if sess.TTL > 0 {
 		cs.expires = s.now().Add(sess.TTL)
 	}
-	s.mu.Lock()
-	evicted := s.cache.Add(key, cs)
-	s.mu.Unlock()
-	if evicted {
-		s.Metrics.CacheEvent("token", "eviction")
-	}
+	s.cache.Add(key, cs, cs.expires)
 }

@@ -80,6 +80,8 @@ func TestSessionsLifecycle(t *testing.T) {
 			clk := manualclock.New(time.Unix(1_800_000_000, 0))
 			s := NewSessions(10, time.Second)
 			s.now = clk.Now
+			var revokes atomic.Int32
+			s.Revoke = func(context.Context, vault.Session) error { revokes.Add(1); return nil }
 			var renews atomic.Int32
 			s.Renew = func(context.Context, vault.Session) (time.Duration, error) {
 				renews.Add(1)
@@ -95,6 +97,11 @@ func TestSessionsLifecycle(t *testing.T) {
 			assert.Equal(t, tc.wantLogins == 2, fresh)
 			assert.Equal(t, tc.wantLogins, c.logins.Load())
 			assert.Equal(t, tc.wantRenews, renews.Load())
+			if tc.wantLogins == 2 && tc.after < c.ttl {
+				assert.Eventually(t, func() bool { return revokes.Load() == 1 }, 5*time.Second, time.Millisecond, "the live token replaced by the new login is revoked")
+			} else {
+				assert.Never(t, func() bool { return revokes.Load() > 0 }, 50*time.Millisecond, time.Millisecond, "a token in use, or expired, is not revoked")
+			}
 		})
 	}
 }
@@ -129,6 +136,7 @@ func TestSessionsRenewDue(t *testing.T) {
 	clk := manualclock.New(time.Unix(1_800_000_000, 0))
 	s := NewSessions(10, time.Second)
 	s.now = clk.Now
+	s.Revoke = func(context.Context, vault.Session) error { return nil }
 	var renews atomic.Int32
 	s.Renew = func(context.Context, vault.Session) (time.Duration, error) { renews.Add(1); return time.Minute, nil }
 	renewable, fixed := &counter{ttl: time.Minute, renewable: true}, &counter{ttl: time.Minute}
@@ -147,4 +155,27 @@ func TestSessionsRenewDue(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, fresh)
 	assert.Equal(t, int32(1), renewable.logins.Load()+fixed.logins.Load()-1, "no login in the background")
+}
+
+// TestEvictedTokensAreRevoked: a full cache pushes out its least recently
+// used token and revokes it; the others stay usable.
+func TestEvictedTokensAreRevoked(t *testing.T) {
+	s := NewSessions(2, time.Second)
+	revoked := make(chan string, 10)
+	s.Revoke = func(_ context.Context, sess vault.Session) error { revoked <- sess.Accessor; return nil }
+	c := &counter{ttl: time.Hour}
+	for _, uid := range []string{"a", "b", "c"} {
+		_, _, err := s.Get(context.Background(), identity(uid), c.login)
+		require.NoError(t, err)
+	}
+	select {
+	case acc := <-revoked:
+		assert.Equal(t, "1", acc, "pod a's token, the least recently used")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the evicted token was not revoked")
+	}
+	assert.Equal(t, 2, s.Len())
+	_, fresh, err := s.Get(context.Background(), identity("c"), c.login)
+	require.NoError(t, err)
+	assert.False(t, fresh)
 }

@@ -22,9 +22,10 @@ type Options[V any] struct {
 	MaxBytes int64
 	// Size is what one value weighs in bytes (nil: nothing).
 	Size func(V) int64
-	// OnEvict is told of every entry the bounds pushed out, and of a value
-	// Add did not keep because the cache keeps none (it never sees entries
-	// that expired or were removed). It runs after the cache's lock is
+	// OnEvict is told of every value the cache stops holding other than by
+	// expiry or removal: entries the bounds pushed out, a value another Add
+	// replaced, and a value Add did not keep (too big, or a cache that keeps
+	// none). It runs after the cache's lock is
 	// released, on the goroutine of the Add: it must not block for long.
 	OnEvict func(key string, v V)
 	// Now is the clock (nil: time.Now).
@@ -100,6 +101,7 @@ func (c *Cache[V]) Add(key string, v V, expires time.Time) {
 	} else {
 		if old, ok := c.lru.Peek(key); ok {
 			c.remove(key, old)
+			evicted = append(evicted, evictee[V]{key, old.value})
 		}
 		for c.lru.Len() >= c.opts.MaxEntries || (c.opts.MaxBytes > 0 && c.bytes+e.size > c.opts.MaxBytes) {
 			k, old, ok := c.lru.RemoveOldest()

@@ -7,12 +7,9 @@ package lease
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
-
+	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 )
 
@@ -81,12 +78,11 @@ type Cache struct {
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 
-	mu    sync.Mutex
-	cache *lru.Cache[string, *entry]
-	group singleflight.Group
+	cache *cache.Cache[entry]
 	now   func() time.Time
 }
 
+// entry is immutable: a renewal or a new Get stores a new one.
 type entry struct {
 	pod     string
 	renew   RenewFunc // from the latest Get, with that mount's token
@@ -97,8 +93,13 @@ type entry struct {
 
 // NewCache returns a cache of at most size entries.
 func NewCache(size int, minRemaining float64) *Cache {
-	c, _ := lru.New[string, *entry](max(size, 1)) // fails only for size <= 0
-	return &Cache{MinRemaining: minRemaining, cache: c, now: time.Now}
+	c := &Cache{MinRemaining: minRemaining, now: time.Now}
+	c.cache = cache.New(cache.Options[entry]{
+		MaxEntries: max(size, 1),
+		Now:        func() time.Time { return c.now() },
+		OnEvict:    func(string, entry) { c.Metrics.CacheEvent("lease", "eviction") },
+	})
+	return c
 }
 
 // Get returns the response for key (which must identify the pod, its Vault
@@ -111,15 +112,14 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 		body    []byte
 		outcome Outcome
 	}
-	v, err, _ := c.group.Do(key, func() (any, error) {
+	v, err := c.cache.Do(ctx, key, loadTimeout, func(ctx context.Context) (any, error) {
 		if e, ok := c.fresh(key); ok {
 			return result{e.body, Reused}, nil
 		}
-		if e, ok := c.lookup(key); ok && e.info.Renewable && c.now().Before(e.expires) {
-			c.mu.Lock()
+		if e, ok := c.cache.Get(key); ok && e.info.Renewable {
 			e.renew = renew
-			c.mu.Unlock()
-			if c.extend(ctx, e, renew) {
+			c.cache.Replace(key, e, e.expires)
+			if c.extend(ctx, key, e, renew) {
 				return result{e.body, Renewed}, nil
 			}
 		}
@@ -129,12 +129,9 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 		}
 		now := c.now()
 		if info := Parse(body, now); info.Leased() {
-			c.mu.Lock()
-			evicted := c.cache.Add(key, &entry{pod: pod, renew: renew, body: body, info: info, expires: now.Add(info.TTL)})
-			c.mu.Unlock()
-			if evicted {
-				c.Metrics.CacheEvent("lease", "eviction")
-			}
+			e := entry{pod: pod, renew: renew, body: body, info: info, expires: now.Add(info.TTL)}
+			c.cache.Remove(key) // replaced, not evicted
+			c.cache.Add(key, e, e.expires)
 		} else {
 			c.Forget(key)
 		}
@@ -147,15 +144,18 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 	return r.body, r.outcome, nil
 }
 
+// loadTimeout bounds a shared renewal or read; each Vault call has its own
+// deadline inside it.
+const loadTimeout = 90 * time.Second
+
 // extend renews e's lease and reports whether it is above MinRemaining again.
-func (c *Cache) extend(ctx context.Context, e *entry, renew RenewFunc) bool {
+func (c *Cache) extend(ctx context.Context, key string, e entry, renew RenewFunc) bool {
 	ttl, err := renew(ctx, e.info.LeaseID, e.info.TTL)
 	if err != nil || float64(ttl) <= c.MinRemaining*float64(e.info.TTL) {
 		return false
 	}
-	c.mu.Lock()
 	e.expires = c.now().Add(ttl)
-	c.mu.Unlock()
+	c.cache.Replace(key, e, e.expires)
 	return true
 }
 
@@ -164,66 +164,39 @@ func (c *Cache) extend(ctx context.Context, e *entry, renew RenewFunc) bool {
 // that mounts once keeps its credentials. A lease that cannot be extended
 // enough is left as it is: the next mount reads the secret anew.
 func (c *Cache) RenewDue(ctx context.Context) {
-	for _, key := range c.cache.Keys() {
-		c.mu.Lock()
-		e, ok := c.cache.Peek(key)
-		var renew RenewFunc
-		due := false
-		if ok && e.info.Renewable && e.renew != nil {
-			left := e.expires.Sub(c.now())
-			due = left > 0 && left <= e.info.TTL/2
-			renew = e.renew
+	c.cache.Each(func(key string, e entry, _ time.Time) {
+		if !e.info.Renewable || e.renew == nil {
+			return
 		}
-		c.mu.Unlock()
-		if due {
-			// Its own flight: a Get must never join it and receive its result.
-			_, _, _ = c.group.Do("background\x00"+key, func() (any, error) {
-				if c.extend(ctx, e, renew) {
-					c.Metrics.CacheEvent("lease", "renewal")
-				}
-				return nil, nil
-			})
+		if left := e.expires.Sub(c.now()); left <= 0 || left > e.info.TTL/2 {
+			return
 		}
-	}
+		// Its own flight: a Get must never join it and receive its result.
+		_, _ = c.cache.Do(ctx, "background\x00"+key, loadTimeout, func(ctx context.Context) (any, error) {
+			if c.extend(ctx, key, e, e.renew) {
+				c.Metrics.CacheEvent("lease", "renewal")
+			}
+			return nil, nil
+		})
+	})
 }
 
 // Forget drops one entry.
-func (c *Cache) Forget(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cache.Remove(key)
-}
+func (c *Cache) Forget(key string) { c.cache.Remove(key) }
 
 // ForgetPod drops every entry of the pod with uid.
 func (c *Cache) ForgetPod(uid string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, k := range c.cache.Keys() {
-		if e, ok := c.cache.Peek(k); ok && e.pod == uid {
-			c.cache.Remove(k)
-			n++
-		}
-	}
-	return n
+	return len(c.cache.RemoveFunc(func(_ string, e entry) bool { return e.pod == uid }))
 }
 
 // Len is the number of kept responses.
 func (c *Cache) Len() int { return c.cache.Len() }
 
-func (c *Cache) lookup(key string) (*entry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cache.Get(key)
-}
-
 // fresh returns the entry when it can be reused as it is.
-func (c *Cache) fresh(key string) (*entry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Cache) fresh(key string) (entry, bool) {
 	e, ok := c.cache.Get(key)
 	if !ok {
-		return nil, false
+		return entry{}, false
 	}
 	left := e.expires.Sub(c.now())
 	return e, float64(left) > c.MinRemaining*float64(e.info.TTL)

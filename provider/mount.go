@@ -98,8 +98,9 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 }
 
 // readWithSession logs in (or reuses the cached token) and reads every
-// object. A cached token Vault no longer accepts is dropped and the reads are
-// retried once with a new login.
+// object. When Vault refuses a read with a cached token and lookup-self
+// shows the token is gone, it is dropped and the reads are retried once with
+// a new login; a token that is still valid is kept (the refusal is policy).
 func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Client) (map[string]render.Fetched, error) {
 	login := func(ctx context.Context) (vault.Session, error) {
 		tok, err := m.Tokens.Token(ctx, mt.params.Pod, mt.params.Audience, mt.params.Tokens)
@@ -119,15 +120,22 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 		return nil, err
 	}
 	bodies, err := m.readAll(ctx, mt, sess)
-	if err != nil && !fresh && vault.IsPermissionDenied(err) {
-		mt.log.Info("vault refused the cached token; logging in again")
-		m.Sessions.Forget(mt.id)
-		if sess, _, err = m.Sessions.Get(ctx, mt.id, login); err != nil {
-			return nil, err
-		}
-		bodies, err = m.readAll(ctx, mt, sess)
+	if err == nil || fresh || !vault.IsPermissionDenied(err) {
+		return bodies, err
 	}
-	return bodies, err
+	// A 403 with a cached token: a policy refusing the path (the token is
+	// fine: no new login), or a token Vault no longer knows (log in again).
+	lookupErr := vault.LookupSelf(ctx, sess)
+	m.Metrics.VaultRequest("token_lookup", vault.StatusClass(lookupErr))
+	if !vault.IsPermissionDenied(lookupErr) {
+		return nil, err
+	}
+	mt.log.Info("vault no longer knows the cached token; logging in again")
+	m.Sessions.Forget(ctx, mt.id)
+	if sess, _, err = m.Sessions.Get(ctx, mt.id, login); err != nil {
+		return nil, err
+	}
+	return m.readAll(ctx, mt, sess)
 }
 
 // fetchKey is equal for objects that need the same Vault calls.
