@@ -82,6 +82,7 @@ func TestDoSharesOneLoadAndLetsCallersLeave(t *testing.T) {
 			assert.Equal(t, 7, v)
 		})
 	}
+	require.Eventually(t, func() bool { return loads.Load() == 1 }, 5*time.Second, time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	left := make(chan error)
 	go func() {
