@@ -71,8 +71,10 @@ func TestDoSharesOneLoadAndLetsCallersLeave(t *testing.T) {
 	var loads atomic.Int32
 	release := make(chan struct{})
 	var wg sync.WaitGroup
+	var started atomic.Int32
 	for range 20 {
 		wg.Go(func() {
+			started.Add(1)
 			v, err := c.Do(context.Background(), "k", time.Minute, func(context.Context) (any, error) {
 				loads.Add(1)
 				<-release
@@ -82,7 +84,8 @@ func TestDoSharesOneLoadAndLetsCallersLeave(t *testing.T) {
 			assert.Equal(t, 7, v)
 		})
 	}
-	require.Eventually(t, func() bool { return loads.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return loads.Load() == 1 && started.Load() == 20 }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // let the last callers join the flight
 	ctx, cancel := context.WithCancel(context.Background())
 	left := make(chan error)
 	go func() {
