@@ -36,7 +36,6 @@ vault_port=${VCP_VAULT_PORT:-8200}
 pg_port=${VCP_PG_PORT:-15432}
 rotation_poll=${VCP_ROTATION_POLL:-10s}
 provider_image=localhost/vault-csi-provider:e2e
-csi_chart=$(cd "$repo/test/tools/csi" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)/charts/secrets-store-csi-driver
 # Read by lib.sh.
 export vault_host=127.0.0.1 who=cluster
 export PATH=$bin:$PATH
@@ -270,6 +269,8 @@ node_ready() {
 # processes acting as that service account.
 install_driver() {
 	local values=$repo/charts/secrets-store-csi-driver.values.yaml t shows=()
+	local csi_chart
+	csi_chart=$(driver_chart)
 	kubectl apply --server-side -f "$csi_chart/crds/" >/dev/null
 	for t in csidriver serviceaccount role role_binding role-syncsecret role-syncsecret_binding \
 		role-secretproviderclasses-admin role-secretproviderclasses-viewer role-secretproviderclasspodstatuses-viewer; do
@@ -349,6 +350,11 @@ up() {
 
 
 down() {
+	if [[ ! -d $dir ]] && ! running kube-apiserver && ! running kubelet; then
+		verify_clean
+		say "down: already stopped; nothing left on this machine"
+		return 0
+	fi
 	if [[ -f $dir/admin.kubeconfig ]] && running kube-apiserver; then
 		# Let the kubelet unmount pod volumes while the driver still runs.
 		kubectl delete namespace -l vcp-e2e=true --wait=false >/dev/null 2>&1 || true
@@ -372,7 +378,7 @@ down() {
 	stop postgres
 	# Mounts left by the kubelet, containerd and CNI, innermost first.
 	local m
-	awk '{print $2}' /proc/mounts | grep -E "^($kubelet_dir|$containerd_root|$containerd_state|/run/netns/cni-)" | sort -r |
+	awk '{print $2}' /proc/mounts | { grep -E "^($kubelet_dir|$containerd_root|$containerd_state|/run/netns/cni-)" || true; } | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -f /run/netns/cni-* 2>/dev/null || true
 	ip link delete "$bridge" >/dev/null 2>&1 || true

@@ -67,7 +67,7 @@ EOF
 	start_postgres
 
 	local csi_chart
-	csi_chart=$(cd "$repo/test/tools/csi" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)/charts/secrets-store-csi-driver
+	csi_chart=$(driver_chart)
 	helm upgrade --install csi "$csi_chart" -n kube-system -f "$repo/charts/secrets-store-csi-driver.values.yaml" \
 		--set rotationPollInterval="$rotation_poll" --wait --timeout 5m >/dev/null
 

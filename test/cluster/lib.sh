@@ -114,3 +114,13 @@ export E2E_VAULT_START="$script start-vault"
 export PATH=$bin:$bin/postgresql:\$PATH
 EOF
 }
+
+# driver_chart prints the secrets-store-csi-driver chart's directory, from
+# the driver's Go module, downloading the module first: on a new machine it
+# is not in the module cache yet, and go list alone prints an empty Dir.
+driver_chart() {
+	local mod=sigs.k8s.io/secrets-store-csi-driver d
+	d=$(cd "$repo/test/tools/csi" && go mod download "$mod" && go list -m -f '{{.Dir}}' "$mod")
+	[[ -n $d && -d $d/charts/secrets-store-csi-driver ]] || die "the $mod module has no charts/secrets-store-csi-driver (module directory: ${d:-none})"
+	printf '%s/charts/secrets-store-csi-driver\n' "$d"
+}
