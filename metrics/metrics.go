@@ -48,7 +48,7 @@ func New() *Metrics {
 		}),
 		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "vault_requests_total",
-			Help: "Calls to Vault, by operation (login, read, mount_lookup, wrap, token_renew, token_revoke, lease_renew) and status class (2xx, 4xx, 5xx, or error when Vault did not answer).",
+			Help: "Calls to Vault, by operation (login, read, mount_lookup, wrap, token_lookup, token_renew, token_revoke, lease_renew) and status class (2xx, 4xx, 5xx, or error when Vault did not answer).",
 		}, []string{"operation", "status"}),
 		cacheEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_events_total",
