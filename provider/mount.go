@@ -130,7 +130,7 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 	if !vault.IsPermissionDenied(lookupErr) {
 		return nil, err
 	}
-	mt.log.Info("vault no longer knows the cached token; logging in again")
+	mt.log.Info("vault refused the cached token; logging in again", "reason", "lookup-self: the token is gone")
 	m.Sessions.Forget(ctx, mt.id)
 	if sess, _, err = m.Sessions.Get(ctx, mt.id, login); err != nil {
 		return nil, err

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -96,4 +98,36 @@ func TestCacheSizeZeroLogsInEveryMount(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 3, vaultRequests(t, "auth/kubernetes/login")-before)
+}
+
+// liveTokens counts the tokens Vault holds (auth/token/accessors).
+func liveTokens(t *testing.T) int {
+	t.Helper()
+	s, err := env.Vault.Root.Logical().List("auth/token/accessors")
+	require.NoError(t, err)
+	keys, _ := s.Data["keys"].([]any)
+	return len(keys)
+}
+
+// TestRefusedReadsKeepTheToken: a read the role's policy refuses (403) with
+// a valid cached token is a policy problem: lookup-self says the token is
+// fine, so five refused mounts log in no more and leave no extra live token.
+func TestRefusedReadsKeepTheToken(t *testing.T) {
+	p := startProvider(t)
+	pod := createPod(t, appServiceAccount)
+	ok := mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}
+	_, err := p.mount(t, ok)
+	require.NoError(t, err)
+	logins, tokens := vaultRequests(t, "auth/kubernetes/login"), liveTokens(t)
+
+	refused := ok
+	refused.params = map[string]string{"roleName": kubeRole, "objects": "- {objectName: meta, secretPath: secret/metadata/app}\n"}
+	for range 5 {
+		_, err := p.mount(t, refused)
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	}
+	assert.Equal(t, logins, vaultRequests(t, "auth/kubernetes/login"), "no new login for a policy refusal")
+	assert.Equal(t, tokens, liveTokens(t), "no token left behind")
+	_, err = p.mount(t, ok)
+	require.NoError(t, err, "the cached token still serves")
 }
