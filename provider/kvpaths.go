@@ -20,13 +20,20 @@ import (
 // Paths already naming data/ or metadata/ after the mount are left alone, so
 // hashicorp-style classes read exactly what they name.
 //
-// Contract: safe for concurrent use; the zero value is ready. When Vault does
-// not answer the lookup, the path is used as written and asked again next
-// time; when it refuses, the path is used as written from then on.
+// Contract: safe for concurrent use; the zero value is ready. Only mounts
+// Vault named are remembered, per Vault connection, at most
+// maxKVMountsPerConnection of them: when Vault refuses the lookup (a role
+// without a capability on the path) or does not answer, the path is used as
+// written for this mount only and asked again next time, so one tenant's
+// refused lookup never changes how another tenant's paths read.
 type KVPaths struct {
 	mu     sync.Mutex
 	mounts map[string][]kvMount // connection key -> mounts seen
 }
+
+// maxKVMountsPerConnection bounds what one Vault connection remembers: a
+// tenant naming many paths cannot grow it without end.
+const maxKVMountsPerConnection = 256
 
 type kvMount struct {
 	path string // with a trailing slash, e.g. "secret/"
@@ -41,11 +48,9 @@ func (k *KVPaths) Resolve(ctx context.Context, client *api.Client, conn, p strin
 		var err error
 		m, err = k.ask(ctx, client, p)
 		observe(err)
-		if errors.Is(err, vault.ErrUnavailable) || ctx.Err() != nil {
-			return p // ask again next time
+		if err != nil {
+			return p // not confirmed by Vault: as written, and asked again next time
 		}
-		// An answer, or a refusal: remembered either way, so a path whose
-		// mount Vault will not name costs one lookup, not one per mount.
 		k.remember(conn, m)
 	}
 	return m.dataPath(p)
@@ -87,8 +92,14 @@ func (k *KVPaths) remember(conn string, m kvMount) {
 			return
 		}
 	}
+	if len(k.mounts[conn]) >= maxKVMountsPerConnection {
+		return // looked up on each use from then on
+	}
 	k.mounts[conn] = append(k.mounts[conn], m)
 }
+
+// errNoMount: Vault answered the lookup without naming a mount.
+var errNoMount = errors.New("vault named no mount")
 
 // ask looks the mount of p up in Vault. When Vault refuses or does not
 // say, the answer is p itself as a mount that is not KV v2.
@@ -106,7 +117,7 @@ func (k *KVPaths) ask(ctx context.Context, client *api.Client, p string) (kvMoun
 		} `json:"data"`
 	}
 	if json.Unmarshal(body, &resp) != nil || resp.Data.Path == "" {
-		return asIs, nil
+		return asIs, errNoMount
 	}
 	path := strings.TrimSuffix(resp.Data.Path, "/") + "/"
 	return kvMount{path: path, v2: resp.Data.Type == "kv" && resp.Data.Options["version"] == "2"}, nil

@@ -208,3 +208,28 @@ func TestPodVaultToken(t *testing.T) {
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.True(t, strings.Contains(err.Error(), "secretPath does not apply with vaultToken: true"), err.Error())
 }
+
+// TestKVLookupsAreNotPoisonedAcrossTenants: a role whose token may not look
+// up the mount of secret/ (a refused sys/internal/ui/mounts call) must not
+// change how another tenant's short KV v2 path reads on the same provider.
+func TestKVLookupsAreNotPoisonedAcrossTenants(t *testing.T) {
+	kvPut(t, "tenants/app", map[string]any{"token": "t-tenant"})
+	for path, data := range map[string]map[string]any{
+		"sys/policies/acl/nothing": {"policy": `path "sys/nothing" { capabilities = ["read"] }`},
+		"auth/kubernetes/role/no-kv": {"bound_service_account_names": appServiceAccount, "bound_service_account_namespaces": "*",
+			"audience": "vault", "token_policies": "nothing", "token_ttl": "1h"},
+	} {
+		_, err := env.Vault.Root.Logical().Write(path, data)
+		require.NoError(t, err)
+	}
+	p := startProvider(t)
+	object := "- {objectName: short, secretPath: secret/tenants/app, secretKey: token}\n"
+	for range 3 { // the hostile tenant first, several times
+		_, err := p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": "no-kv", "objects": object}, tokenAudiences: []string{"vault"}})
+		require.Error(t, err)
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	}
+	dir, _, err := mountObjects(t, p, object)
+	require.NoError(t, err, "another tenant's short path still resolves")
+	assert.Equal(t, "t-tenant", readFile(t, dir, "short"))
+}
