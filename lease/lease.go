@@ -21,7 +21,8 @@ type Info struct {
 }
 
 // Leased reports whether the response should be kept: it has a lease, or
-// (PKI issue without a lease) a data.expiration in the future.
+// it is a PKI certificate (issue or sign, without a lease) whose
+// data.expiration is in the future.
 func (i Info) Leased() bool { return i.TTL > 0 }
 
 // Parse reads the lease of a Vault response body. Responses without a lease
@@ -32,7 +33,9 @@ func Parse(body []byte, now time.Time) Info {
 		LeaseDuration int64  `json:"lease_duration"`
 		Renewable     bool   `json:"renewable"`
 		Data          struct {
-			Expiration json.Number `json:"expiration"`
+			Expiration   json.Number `json:"expiration"`
+			Certificate  string      `json:"certificate"`
+			SerialNumber string      `json:"serial_number"`
 		} `json:"data"`
 	}
 	if json.Unmarshal(body, &r) != nil {
@@ -40,6 +43,11 @@ func Parse(body []byte, now time.Time) Info {
 	}
 	if r.LeaseID != "" && r.LeaseDuration > 0 {
 		return Info{LeaseID: r.LeaseID, TTL: time.Duration(r.LeaseDuration) * time.Second, Renewable: r.Renewable}
+	}
+	// A PKI issue or sign response (certificate, serial_number, expiration),
+	// not any secret with an expiration key: a KV secret is read every time.
+	if r.Data.Certificate == "" || r.Data.SerialNumber == "" {
+		return Info{}
 	}
 	if exp, err := r.Data.Expiration.Int64(); err == nil && exp > now.Unix() {
 		return Info{TTL: time.Unix(exp, 0).Sub(now)}

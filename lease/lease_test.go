@@ -26,9 +26,12 @@ func TestParse(t *testing.T) {
 			want: Info{LeaseID: "database/creds/app/abc", TTL: time.Hour, Renewable: true}},
 		{name: "KV v2 has no lease", body: `{"lease_id":"","lease_duration":0,"data":{"data":{"a":"b"}}}`},
 		{name: "KV v1's advisory TTL is not a lease", body: `{"lease_id":"","lease_duration":2764800,"data":{"a":"b"}}`},
-		{name: "PKI certificate without a lease lives until it expires", body: `{"lease_id":"","data":{"certificate":"c","expiration":1800000600}}`,
+		{name: "PKI certificate without a lease lives until it expires", body: `{"lease_id":"","data":{"certificate":"c","serial_number":"01:02","expiration":1800000600}}`,
 			want: Info{TTL: 10 * time.Minute}},
-		{name: "expired certificate", body: `{"data":{"expiration":1700000000}}`},
+		{name: "expired certificate", body: `{"data":{"certificate":"c","serial_number":"01:02","expiration":1700000000}}`},
+		{name: "a KV v1 secret with an expiration key is not a lease", body: `{"lease_id":"","lease_duration":2764800,"data":{"expiration":1800000600,"password":"p"}}`},
+		{name: "nor with a certificate key but no serial number", body: `{"lease_id":"","data":{"certificate":"c","expiration":"1800000600"}}`},
+		{name: "nor a KV v2 secret shaped like a certificate", body: `{"lease_id":"","data":{"data":{"certificate":"c","serial_number":"1","expiration":1800000600},"metadata":{}}}`},
 		{name: "not JSON", body: `nope`},
 	}
 	for _, tc := range tests {

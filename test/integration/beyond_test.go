@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -232,4 +233,21 @@ func TestKVLookupsAreNotPoisonedAcrossTenants(t *testing.T) {
 	dir, _, err := mountObjects(t, p, object)
 	require.NoError(t, err, "another tenant's short path still resolves")
 	assert.Equal(t, "t-tenant", readFile(t, dir, "short"))
+}
+
+// TestKVv1ExpirationKeyIsNotALease: a KV v1 secret with a key named
+// expiration (a PKI response has one) is read anew on every mount, so a
+// changed value shows up.
+func TestKVv1ExpirationKeyIsNotALease(t *testing.T) {
+	p := startProvider(t)
+	pod := createPod(t, appServiceAccount)
+	call := mountCall{pod: pod, params: map[string]string{"roleName": kubeRole,
+		"objects": "- {objectName: pw, secretPath: kv/expiring, secretKey: password}\n"}, tokenAudiences: []string{"vault"}}
+	for _, value := range []string{"first", "second"} {
+		_, err := env.Vault.Root.Logical().Write("kv/expiring", map[string]any{"password": value, "expiration": time.Now().Add(time.Hour).Unix(), "certificate": "not-a-cert"})
+		require.NoError(t, err)
+		resp, err := p.mount(t, call)
+		require.NoError(t, err)
+		assert.Equal(t, value, readFile(t, writeFiles(t, resp), "pw"))
+	}
 }
