@@ -4,10 +4,14 @@
 package vault
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/vault/api"
 
@@ -52,12 +56,7 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("vault address %q is not a URL such as https://vault:8200", cfg.Address)
 	}
-	apiCfg := api.DefaultConfig()
-	if apiCfg.Error != nil {
-		return nil, fmt.Errorf("vault client defaults: %w", apiCfg.Error)
-	}
-	apiCfg.Address = cfg.Address
-	apiCfg.Timeout = c.timeout
+	apiCfg := clientConfig(cfg.Address, c.timeout)
 	tls := &api.TLSConfig{
 		CACert:        cfg.CACert,
 		CAPath:        cfg.CADirectory,
@@ -73,6 +72,9 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", cfg.Address, err)
 	}
+	// NewClient takes VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS from the
+	// process environment: none of them applies to a pod's mount.
+	client.SetHeaders(http.Header{})
 	client.ClearToken()
 	if cfg.Namespace != "" {
 		client.SetNamespace(cfg.Namespace)
@@ -80,4 +82,29 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 		client.ClearNamespace()
 	}
 	return client, nil
+}
+
+// clientConfig is the Vault client's configuration as api.DefaultConfig
+// makes it, but without reading the process environment: the provider reads
+// only the VAULT_* variables it documents (package config), so that none of
+// the others (VAULT_AGENT_ADDR, VAULT_HTTP_PROXY, VAULT_SKIP_VERIFY, ...)
+// can redirect a pod's token or weaken TLS behind a class's back.
+func clientConfig(address string, timeout time.Duration) *api.Config {
+	transport := cleanhttp.DefaultPooledTransport()
+	transport.TLSHandshakeTimeout = 10 * time.Second
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	transport.ForceAttemptHTTP2 = true
+	return &api.Config{
+		Address: address,
+		HttpClient: &http.Client{
+			Transport: transport,
+			// The API client follows Vault's redirects itself.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Timeout:      timeout,
+		MinRetryWait: time.Second,
+		MaxRetryWait: 1500 * time.Millisecond,
+		MaxRetries:   2,
+		Backoff:      retryablehttp.RateLimitLinearJitterBackoff,
+	}
 }
