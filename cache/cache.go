@@ -7,12 +7,18 @@ package cache
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sync/singleflight"
 )
+
+// ErrPanicked means a load panicked: a bug, recovered so that it fails one
+// call instead of the process (singleflight would re-panic it elsewhere).
+var ErrPanicked = errors.New("panic recovered")
 
 // Options bound a Cache and say how to weigh and retire its entries.
 type Options[V any] struct {
@@ -222,9 +228,14 @@ func (c *Cache[V]) Bytes() int64 {
 // with its own context (ctx's values, no cancellation, timeout), so a caller
 // that gives up does not fail the others; that caller gets ctx's error.
 func (c *Cache[V]) Do(ctx context.Context, flight string, timeout time.Duration, load func(ctx context.Context) (any, error)) (any, error) {
-	ch := c.group.DoChan(flight, func() (any, error) {
+	ch := c.group.DoChan(flight, func() (v any, err error) {
 		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
+		defer func() {
+			if r := recover(); r != nil {
+				v, err = nil, fmt.Errorf("%w (%T) in a shared load", ErrPanicked, r)
+			}
+		}()
 		return load(opCtx)
 	})
 	select {

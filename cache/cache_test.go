@@ -98,3 +98,21 @@ func TestDoSharesOneLoadAndLetsCallersLeave(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int32(1), loads.Load())
 }
+
+// TestDoRecoversPanics: a load that panics fails its callers with
+// ErrPanicked instead of crashing the process (singleflight re-panics a
+// load's panic on a goroutine of its own, which no caller could recover).
+func TestDoRecoversPanics(t *testing.T) {
+	c := New(Options[int]{MaxEntries: 1})
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			_, err := c.Do(context.Background(), "k", time.Minute, func(context.Context) (any, error) { panic("bug") })
+			assert.ErrorIs(t, err, ErrPanicked)
+		})
+	}
+	wg.Wait()
+	v, err := c.Do(context.Background(), "k", time.Minute, func(context.Context) (any, error) { return 1, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 1, v, "the key works again")
+}

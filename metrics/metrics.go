@@ -23,6 +23,7 @@ type Metrics struct {
 	objectBytes   prometheus.Counter
 	vaultRequests *prometheus.CounterVec
 	cacheEvents   *prometheus.CounterVec
+	panics        prometheus.Counter
 }
 
 // New registers the provider's metrics and the Go and process collectors.
@@ -54,8 +55,12 @@ func New() *Metrics {
 			Namespace: namespace, Name: "cache_events_total",
 			Help: "Token and lease cache events, by cache (token or lease) and event (hit, miss, renewal, eviction).",
 		}, []string{"cache", "event"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "panics_total",
+			Help: "Panics recovered while serving a mount (in the request or in a goroutine it started); each is a bug, answered Internal.",
+		}),
 	}
-	m.registry.MustRegister(m.mounts, m.mountDuration, m.inFlight, m.objectBytes, m.vaultRequests, m.cacheEvents,
+	m.registry.MustRegister(m.mounts, m.mountDuration, m.inFlight, m.objectBytes, m.vaultRequests, m.cacheEvents, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -99,4 +104,12 @@ func (m *Metrics) CacheEvent(cache, event string) {
 		return
 	}
 	m.cacheEvents.WithLabelValues(cache, event).Inc()
+}
+
+// Panic counts one recovered panic.
+func (m *Metrics) Panic() {
+	if m == nil {
+		return
+	}
+	m.panics.Inc()
 }

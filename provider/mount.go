@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
@@ -181,7 +182,12 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(m.ReadConcurrency, 1))
 	for key, task := range tasks {
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("%w (%T) while reading the objects", cache.ErrPanicked, r)
+				}
+			}()
 			f, err := task(gctx)
 			if err != nil {
 				return err

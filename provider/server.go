@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"github.com/vaultcsi/vault-csi-provider/cache"
+	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
@@ -62,6 +64,9 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	log := s.Log.With("pod", params.Pod.Name, "namespace", params.Pod.Namespace, "class", params.Class, "duration", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		code = Code(err)
+		if errors.Is(err, cache.ErrPanicked) {
+			s.Mounter.Metrics.Panic()
+		}
 		log.Warn("mount failed", "code", code.String(), "error", err)
 		return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: code.String()}}, status.Error(code, err.Error())
 	}
@@ -76,10 +81,11 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 // recoverPanics answers Internal instead of letting one request's panic take
 // the node's provider down. The panic value is not logged: it may hold data
 // from the request.
-func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
+func recoverPanics(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if r := recover(); r != nil {
+				m.Panic()
 				log.Error("panic while serving a request", "method", info.FullMethod, "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 				err = status.Error(codes.Internal, "the vault provider failed unexpectedly while serving this request; the provider's logs have the stack trace")
 			}
@@ -104,7 +110,7 @@ func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool
 	}
 	defer os.Remove(endpoint)
 
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(srv.Log)))
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(srv.Log, srv.Mounter.Metrics)))
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
