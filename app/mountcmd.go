@@ -398,7 +398,7 @@ func writeFile(dir, name string, contents []byte) error {
 	if err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }()
 	if d := path.Dir(name); d != "." {
 		if err := root.MkdirAll(d, 0o700); err != nil {
 			return err
