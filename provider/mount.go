@@ -46,6 +46,9 @@ type Mounter struct {
 	Log     *slog.Logger
 	// ReadConcurrency bounds parallel reads within one mount.
 	ReadConcurrency int
+	// TemplateLimits bound each template's execution; zero is
+	// render.DefaultLimits.
+	TemplateLimits render.Limits
 
 	kv KVPaths
 }
@@ -150,6 +153,13 @@ func fetchKey(o spc.Object) string {
 	return o.Call.Key()
 }
 
+func (m *Mounter) templateLimits() render.Limits {
+	if m.TemplateLimits == (render.Limits{}) {
+		return render.DefaultLimits
+	}
+	return m.TemplateLimits
+}
+
 // readAll makes each object's Vault calls, in parallel up to
 // ReadConcurrency; a request several objects or templates make is sent once.
 func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]render.Fetched, error) {
@@ -161,13 +171,14 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 		return body, nil
 	})
 	tasks := map[string]func(context.Context) (render.Fetched, error){}
+	budget := render.NewBudget(m.templateLimits())
 	for _, o := range mt.params.Objects {
 		switch {
 		case o.VaultToken:
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) { return m.podToken(ctx, mt, sess, o) }
 		case o.Template != "":
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) {
-				out, err := render.Template(ctx, o, once.get)
+				out, err := render.Template(ctx, o, once.get, budget)
 				return render.Fetched{Body: out.Output, Versioned: out.Versioned}, err
 			}
 		default:

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -82,6 +83,7 @@ func TestCode(t *testing.T) {
 		{name: "vault deadline", err: &vault.Error{Kind: vault.ErrUnavailable, Err: context.DeadlineExceeded}, want: codes.DeadlineExceeded},
 		{name: "not found", err: &vault.Error{Kind: vault.ErrNotFound}, want: codes.NotFound},
 		{name: "too large", err: render.ErrTooLarge, want: codes.ResourceExhausted},
+		{name: "template budget", err: fmt.Errorf("object %q: template: %w", "x", render.ErrBudget), want: codes.ResourceExhausted},
 		{name: "no token", err: auth.ErrNoToken, want: codes.FailedPrecondition},
 		{name: "anything else", err: io.ErrUnexpectedEOF, want: codes.Internal},
 	}

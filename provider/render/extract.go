@@ -120,7 +120,18 @@ func keyList(fields, nested map[string]json.RawMessage) string {
 	if len(keys) == 0 {
 		return "none"
 	}
-	return strings.Join(keys, ", ")
+	const shown, longest = 20, 64 // a secret of 100,000 keys makes no megabyte error
+	more := ""
+	if len(keys) > shown {
+		more = fmt.Sprintf(" and %d more", len(keys)-shown)
+		keys = keys[:shown]
+	}
+	for i, k := range keys {
+		if len(k) > longest {
+			keys[i] = k[:longest] + "..."
+		}
+	}
+	return strings.Join(keys, ", ") + more
 }
 
 func decode(o spc.Object, value []byte) ([]byte, error) {

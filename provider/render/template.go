@@ -3,11 +3,11 @@ package render
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -35,57 +35,6 @@ type templateSecret struct {
 	Warnings      []string       `json:"warnings"`
 }
 
-// templateFuncs binds the helpers of spc.TemplateHelpers; secret is bound
-// per mount.
-func templateFuncs(secret func(string, ...string) (*templateSecret, error)) template.FuncMap {
-	return template.FuncMap{
-		"secret":          secret,
-		"base64Encode":    func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
-		"base64Decode":    decodeWith(base64.StdEncoding),
-		"base64URLEncode": func(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) },
-		"base64URLDecode": decodeWith(base64.URLEncoding),
-		"toJSON": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			return string(b), err
-		},
-		"toJSONPretty": func(v any) (string, error) {
-			b, err := json.MarshalIndent(v, "", "  ")
-			return string(b), err
-		},
-		"toLower":    strings.ToLower,
-		"toUpper":    strings.ToUpper,
-		"trimSpace":  strings.TrimSpace,
-		"split":      func(sep, s string) []string { return strings.Split(s, sep) },
-		"join":       join,
-		"replaceAll": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
-	}
-}
-
-func decodeWith(enc *base64.Encoding) func(string) (string, error) {
-	return func(s string) (string, error) {
-		b, err := enc.DecodeString(strings.TrimSpace(s))
-		if err != nil {
-			return "", errors.New("the value is not valid base64")
-		}
-		return string(b), nil
-	}
-}
-
-// join accepts what templates hold: []string, or []any from Vault's JSON.
-func join(sep string, list any) (string, error) {
-	switch l := list.(type) {
-	case []string:
-		return strings.Join(l, sep), nil
-	case []any:
-		parts := make([]string, len(l))
-		for i, v := range l {
-			parts[i] = fmt.Sprint(v)
-		}
-		return strings.Join(parts, sep), nil
-	}
-	return "", fmt.Errorf("join: %T is not a list", list)
-}
-
 // Rendered is a template's output and the data of every secret it read,
 // which its version covers too (a secret used only in a condition counts).
 type Rendered struct {
@@ -104,67 +53,116 @@ type readError struct{ err error }
 func (e readError) Error() string { return e.err.Error() }
 func (e readError) Unwrap() error { return e.err }
 
-// Template executes o's template, reading secrets through read.
-func Template(ctx context.Context, o spc.Object, read ReadFunc) (Rendered, error) {
-	var mu sync.Mutex
-	seen := map[string][]byte{} // Call.Key -> data read
-	secret := func(path string, args ...string) (*templateSecret, error) {
-		r, err := spc.SecretCall(path, args)
-		if err != nil {
-			return nil, err
-		}
-		body, err := read(ctx, r)
-		if err != nil {
-			return nil, readError{err}
-		}
-		var raw struct {
-			templateSecret
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(body, &raw); err != nil {
-			return nil, fmt.Errorf("the response from %s is not a JSON object", r.Path)
-		}
-		s := raw.templateSecret
-		if len(raw.Data) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(raw.Data))
-			dec.UseNumber() // 1000000, not 1e+06
-			if err := dec.Decode(&s.Data); err != nil {
-				return nil, fmt.Errorf("the data from %s is not a JSON object", r.Path)
-			}
-		}
-		mu.Lock()
-		seen[r.Key()] = compact(raw.Data)
-		mu.Unlock()
-		return &s, nil
-	}
+// Template executes o's template within the mount's budget, reading secrets
+// through read. The execution stops, with nothing left running, at the first
+// step after ctx ends or a limit is reached.
+func Template(ctx context.Context, o spc.Object, read ReadFunc, mountBudget *Budget) (Rendered, error) {
+	b := newBudget(ctx, mountBudget)
+	secrets := secretReader{ctx: ctx, budget: b, read: read, seen: map[string]*readSecret{}}
 	t, err := o.Compiled.Clone()
 	if err != nil {
 		return Rendered{}, fmt.Errorf("object %q: template: %w", o.Name, err)
 	}
-	out := boundedBuffer{limit: MaxResponseBytes}
-	if err := t.Funcs(templateFuncs(secret)).Execute(&out, nil); err != nil {
+	funcs := templateFuncs(b, secrets.secret)
+	maps.Copy(funcs, meteredBuiltins(b))
+	funcs[spc.StepFunction] = b.step
+	out := boundedBuffer{budget: b, limit: MaxResponseBytes}
+	if err := t.Funcs(funcs).Execute(&out, nil); err != nil {
 		return Rendered{}, templateError(o, err)
 	}
-	keys := make([]string, 0, len(seen))
-	for k := range seen {
-		keys = append(keys, k)
+	return Rendered{Output: out.Bytes(), Versioned: secrets.versioned()}, nil
+}
+
+// secretReader is {{ secret }} for one execution: each call is read and
+// decoded once, however often the template names it, and its data is
+// charged to the budget once.
+type secretReader struct {
+	ctx    context.Context
+	budget *budget
+	read   ReadFunc
+
+	mu   sync.Mutex
+	seen map[string]*readSecret // Call.Key -> what it read
+}
+
+type readSecret struct {
+	secret *templateSecret
+	data   []byte // compacted, for the version
+}
+
+func (r *secretReader) secret(path string, args ...string) (*templateSecret, error) {
+	if err := r.budget.helperStep(); err != nil {
+		return nil, err
 	}
-	sort.Strings(keys)
-	var versioned bytes.Buffer
-	for _, k := range keys {
-		versioned.WriteString(k)
-		versioned.WriteByte(0)
-		versioned.Write(seen[k])
-		versioned.WriteByte(0)
+	c, err := spc.SecretCall(path, args)
+	if err != nil {
+		return nil, helperError{err.Error()} // names the template's own path and arguments
 	}
-	return Rendered{Output: out.Bytes(), Versioned: versioned.Bytes()}, nil
+	r.mu.Lock()
+	s, ok := r.seen[c.Key()]
+	r.mu.Unlock()
+	if ok {
+		return s.secret, nil
+	}
+	body, err := timeReading(r.budget, func() ([]byte, error) { return r.read(r.ctx, c) })
+	if err != nil {
+		return nil, readError{err}
+	}
+	if err := r.budget.spend(2 * len(body)); err != nil { // decoded and kept for the version
+		return nil, err
+	}
+	s, err = decodeSecret(c, body)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.seen[c.Key()] = s
+	r.mu.Unlock()
+	return s.secret, nil
+}
+
+// decodeSecret reads Vault's response, numbers as written (1000000, not
+// 1e+06).
+func decodeSecret(c spc.Call, body []byte) (*readSecret, error) {
+	var raw struct {
+		templateSecret
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, helperError{fmt.Sprintf("the response from %s is not a JSON object", c.Path)}
+	}
+	s := raw.templateSecret
+	if len(raw.Data) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw.Data))
+		dec.UseNumber()
+		if err := dec.Decode(&s.Data); err != nil {
+			return nil, helperError{fmt.Sprintf("the data from %s is not a JSON object", c.Path)}
+		}
+	}
+	return &readSecret{secret: &s, data: compact(raw.Data)}, nil
+}
+
+// versioned is the data of every secret read, in key order: a secret used
+// only in a condition changes the version too.
+func (r *secretReader) versioned() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out bytes.Buffer
+	for _, k := range slices.Sorted(maps.Keys(r.seen)) {
+		out.WriteString(k)
+		out.WriteByte(0)
+		out.Write(r.seen[k].data)
+		out.WriteByte(0)
+	}
+	return out.Bytes()
 }
 
 // boundedBuffer refuses to grow past limit: a template cannot make the
 // provider hold more than one response's worth of output.
 type boundedBuffer struct {
 	bytes.Buffer
-	limit int
+	budget *budget
+	limit  int
 }
 
 var errTemplateTooLarge = fmt.Errorf("%w: the template's output is over %d bytes", ErrTooLarge, MaxResponseBytes)
@@ -173,17 +171,40 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	if b.Len()+len(p) > b.limit {
 		return 0, errTemplateTooLarge
 	}
+	if err := b.budget.spend(len(p)); err != nil {
+		return 0, err
+	}
 	return b.Buffer.Write(p)
 }
 
-// templateError names the object and keeps the read's error inside, so that
-// the mount's gRPC code still says what went wrong (PermissionDenied, ...).
+// templateError names the object and the line, and keeps the error's
+// chain, so that the mount's gRPC code still says what went wrong
+// (PermissionDenied from a read, ResourceExhausted from the budget ...).
+// Its text holds nothing the template read: see scrub.
 func templateError(o spc.Object, err error) error {
 	var re readError
-	if errors.As(err, &re) {
+	switch {
+	case errors.As(err, &re):
 		return fmt.Errorf("object %q: template: %s: %w", o.Name, templateLocation(err), re.err)
+	case errors.Is(err, ErrBudget), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("object %q: template: %s: %w", o.Name, templateLocation(err), innermost(err))
+	case errors.Is(err, ErrTooLarge):
+		return fmt.Errorf("object %q: template: %w", o.Name, err)
 	}
-	return fmt.Errorf("object %q: template: %w", o.Name, spc.TrimTemplateError(err))
+	return fmt.Errorf("object %q: template: %w", o.Name, spc.TrimTemplateError(scrub(err)))
+}
+
+// innermost is the error a helper (or the step) returned, without
+// text/template's "executing ... at <_step>: error calling _step: ".
+func innermost(err error) error {
+	var exec template.ExecError
+	if !errors.As(err, &exec) {
+		return err
+	}
+	if inner := errors.Unwrap(exec.Err); inner != nil {
+		return inner
+	}
+	return err
 }
 
 // templateLocation is the "<object>:<line>:<col>" part of an execution error.

@@ -37,7 +37,54 @@ func ParseTemplate(name, text string) (*template.Template, error) {
 	if err := checkRanges(t.Tree, t.Root); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
+	for _, tt := range t.Templates() { // the template and those it defines
+		meter(tt.Tree, tt.Root)
+	}
 	return t, nil
+}
+
+// StepFunction is called before every node a template executes, and at the
+// start of every range iteration: the renderer binds it to the template's
+// budget, so that no syntax (nested ranges, recursive {{ template }} calls,
+// long lists of actions) runs unmetered. A template cannot call it itself:
+// the name is not in the vocabulary ParseTemplate accepts.
+const StepFunction = "_step"
+
+// meter puts a call to StepFunction before each node of every list in the
+// tree: the bodies of if, with, range (once per iteration) and define.
+func meter(tree *parse.Tree, n parse.Node) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		nodes := make([]parse.Node, 0, 2*len(n.Nodes)+1)
+		nodes = append(nodes, stepAction(tree, n.Pos))
+		for i, c := range n.Nodes {
+			meter(tree, c)
+			if i > 0 {
+				nodes = append(nodes, stepAction(tree, c.Position()))
+			}
+			nodes = append(nodes, c)
+		}
+		n.Nodes = nodes
+	case *parse.IfNode:
+		meter(tree, n.List)
+		meter(tree, n.ElseList)
+	case *parse.WithNode:
+		meter(tree, n.List)
+		meter(tree, n.ElseList)
+	case *parse.RangeNode:
+		meter(tree, n.List)
+		meter(tree, n.ElseList)
+	}
+}
+
+// stepAction is {{ _step }} at pos; it prints nothing.
+func stepAction(tree *parse.Tree, pos parse.Pos) *parse.ActionNode {
+	ident := parse.NewIdentifier(StepFunction).SetTree(tree).SetPos(pos)
+	cmd := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: pos, Args: []parse.Node{ident}}
+	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos, Cmds: []*parse.CommandNode{cmd}}}
 }
 
 // checkRanges allows {{ range }} only over data: a field of a secret

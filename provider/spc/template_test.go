@@ -28,3 +28,16 @@ func TestTemplatesCannotSpin(t *testing.T) {
 	}
 
 }
+
+// The metering call ParseTemplate puts into every template is not part of
+// the language: a template cannot call it, so cannot unmeter itself.
+func TestStepFunctionIsNotCallable(t *testing.T) {
+	_, err := ParseTemplate("x", "{{ "+StepFunction+" }}")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not defined")
+	parsed, err := ParseTemplate("x", `{{ define "d" }}{{ range . }}a{{ end }}{{ end }}b{{ if . }}c{{ end }}`)
+	require.NoError(t, err)
+	for _, tt := range parsed.Templates() {
+		assert.Contains(t, tt.Root.String(), StepFunction, "template %q is metered", tt.Name())
+	}
+}

@@ -48,6 +48,15 @@ func TestSecretsNeverLogged(t *testing.T) {
 		"tokens in secrets":     {pod: app, params: with(map[string]string{"objects": passwordObject}), tokenAudiences: []string{"vault"}, tokensInSecrets: true},
 		"bad objects yaml":      {pod: app, params: with(map[string]string{"objects": "- {objectName: ../x"}), tokenAudiences: []string{"vault"}},
 		"jwt auth wrong person": {pod: intruder, params: with(map[string]string{"roleName": jwtRole, "vaultAuthMountPath": "jwt", "objects": passwordObject}), tokenAudiences: []string{"vault"}},
+		"template ranges over a value": {pod: app, params: with(map[string]string{"objects": templateObjects(
+			`{{ range (secret "secret/data/app").Data.data.password }}{{ end }}`)}), tokenAudiences: []string{"vault"}},
+		"template indexes with a value": {pod: app, params: with(map[string]string{"objects": templateObjects(
+			`{{ with secret "secret/data/app" }}{{ index .Data.data .Data.data.password }}{{ slice .Data.data.password 9 2 }}{{ end }}`)}), tokenAudiences: []string{"vault"}},
+		"template over its budget": {pod: app, params: with(map[string]string{"objects": templateObjects(
+			`{{ with secret "secret/data/app" }}{{ printf "%999999999s" .Data.data.password }}{{ end }}`)}), tokenAudiences: []string{"vault"}},
+		"jsonPath into a value": {pod: app, params: with(map[string]string{"objects": "- {objectName: x, secretPath: secret/data/app, jsonPath: .data.data.password.x}"}), tokenAudiences: []string{"vault"}},
+		"layout of a value":     {pod: app, params: with(map[string]string{"objects": "- {objectName: x, secretPath: secret/data/app, jsonPath: .data.data.password, layout: directory}"}), tokenAudiences: []string{"vault"}},
+		"value not hex":         {pod: app, params: with(map[string]string{"objects": "- {objectName: x, secretPath: secret/data/app, secretKey: password, encoding: hex}"}), tokenAudiences: []string{"vault"}},
 	}
 	planted := []string{plantedPassword, oldPassword, legacyPassword, "hex-decoded", "binary\x00bytes"}
 	var errs []string
@@ -75,7 +84,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	k := key.Data["key"]
 	planted = append(planted, string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k))
 
-	require.Len(t, errs, 6, "every failure path was taken: %v", errs)
+	require.Len(t, errs, 12, "every failure path was taken: %v", errs)
 	logs := p.logs.String()
 	require.Contains(t, logs, "mount succeeded")
 	// Events are the kubelet's copies of these errors; metrics are scraped.
@@ -86,6 +95,11 @@ func TestSecretsNeverLogged(t *testing.T) {
 	// Every Kubernetes token is a JWT ("eyJ...") and every Vault token starts hvs.
 	assert.NotContains(t, everything, "eyJ")
 	assert.NotContains(t, everything, "hvs.")
+}
+
+// templateObjects is an objects parameter of one template object.
+func templateObjects(text string) string {
+	return "- objectName: x\n  template: |\n    " + text + "\n"
 }
 
 // tokensIn returns the service-account tokens a request carries.

@@ -1,0 +1,209 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limits bound what one template may cost the node's provider, whatever
+// its syntax: a template over any of them stops at once and the mount fails
+// with ErrBudget, naming the object.
+type Limits struct {
+	// Steps counts the nodes executed and the iterations of every range.
+	Steps int
+	// Bytes counts what the template's helpers produce, the secrets it
+	// decodes and its output, in total.
+	Bytes int
+	// Time is the time spent executing, not counting reads from Vault.
+	Time time.Duration
+}
+
+// DefaultLimits are far above what a configuration file needs (a range over
+// a thousand keys takes a few thousand steps and milliseconds) and far below
+// what would slow the provider for other pods (100,000 steps take about
+// 0.2 CPU-seconds).
+var DefaultLimits = Limits{Steps: 100_000, Bytes: 32 << 20, Time: 2 * time.Second}
+
+// ErrBudget means a template went over one of its Limits.
+var ErrBudget = errors.New("template over its budget")
+
+// Budget is what the templates of one mount may spend together: its steps
+// and bytes are shared, so that a class of many templates costs no more than
+// one. Templates of a mount run in parallel: it is guarded.
+type Budget struct {
+	limits Limits
+
+	mu    sync.Mutex
+	steps int
+	bytes int
+}
+
+// NewBudget starts a mount's budget.
+func NewBudget(limits Limits) *Budget { return &Budget{limits: limits} }
+
+// budget meters one execution against its mount's Budget; its clock is its
+// own. An execution runs in one goroutine ({{ secret }} returns before the
+// template goes on).
+type budget struct {
+	ctx     context.Context
+	shared  *Budget
+	start   time.Time
+	reading time.Duration // spent in {{ secret }}, not counted in Time
+}
+
+func newBudget(ctx context.Context, b *Budget) *budget {
+	return &budget{ctx: ctx, shared: b, start: time.Now()}
+}
+
+// step is the template's StepFunction: it prints nothing and stops the
+// execution when the mount is over or a limit is reached.
+func (b *budget) step() (string, error) {
+	if err := b.ctx.Err(); err != nil {
+		return "", err
+	}
+	limits := b.shared.limits
+	b.shared.mu.Lock()
+	b.shared.steps++
+	steps := b.shared.steps
+	b.shared.mu.Unlock()
+	if steps > limits.Steps {
+		return "", fmt.Errorf("%w: more than %d steps (actions and range iterations) in the mount's templates: range over less data", ErrBudget, limits.Steps)
+	}
+	if spent := time.Since(b.start) - b.reading; spent > limits.Time {
+		return "", fmt.Errorf("%w: more than %s of execution", ErrBudget, limits.Time)
+	}
+	return "", nil
+}
+
+// spend charges n bytes before they are produced.
+func (b *budget) spend(n int) error {
+	s := b.shared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 0 || s.bytes+n > s.limits.Bytes {
+		return b.overBytes()
+	}
+	s.bytes += n
+	return nil
+}
+
+// overBytes is the error of a template whose next helper call would go over
+// Limits.Bytes.
+func (b *budget) overBytes() error {
+	return fmt.Errorf("%w: the mount's templates, their helpers and the secrets they read would take more than %d bytes", ErrBudget, b.shared.limits.Bytes)
+}
+
+// remaining is what may still be spent.
+func (b *budget) remaining() int {
+	s := b.shared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limits.Bytes - s.bytes
+}
+
+// refund gives back what a reservation did not use.
+func (b *budget) refund(n int) {
+	s := b.shared
+	s.mu.Lock()
+	s.bytes -= max(n, 0)
+	s.mu.Unlock()
+}
+
+// produce runs f once n bytes are reserved for its result and keeps only
+// what the result takes: a helper never allocates more than the budget has.
+func produce(b *budget, n int, f func() (string, error)) (string, error) {
+	if err := b.spend(n); err != nil {
+		return "", err
+	}
+	s, err := f()
+	b.refund(n - len(s))
+	return s, err
+}
+
+// timeReading runs read without charging its time.
+func timeReading[T any](b *budget, read func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := read()
+	b.reading += time.Since(start)
+	return v, err
+}
+
+// sizeOf estimates, from above, how many bytes printing v takes, indented
+// JSON included; it stops counting past limit, so that it costs at most
+// what it allows.
+func sizeOf(v any, limit int) int {
+	n := 0
+	var walk func(rv reflect.Value, depth int)
+	walk = func(rv reflect.Value, depth int) {
+		if n > limit {
+			return
+		}
+		indent := 2*depth + 4 // newline, indentation, separators
+		switch rv.Kind() {
+		case reflect.String:
+			n += rv.Len() + 2
+		case reflect.Slice, reflect.Array:
+			n += 2 + indent
+			for i := 0; i < rv.Len() && n <= limit; i++ {
+				walk(rv.Index(i), depth+1)
+				n += indent
+			}
+		case reflect.Map:
+			n += 2 + indent
+			it := rv.MapRange()
+			for it.Next() && n <= limit {
+				walk(it.Key(), depth+1)
+				walk(it.Value(), depth+1)
+				n += indent
+			}
+		case reflect.Interface, reflect.Pointer:
+			if rv.IsNil() {
+				n += 5
+			} else {
+				walk(rv.Elem(), depth)
+			}
+		case reflect.Struct:
+			for i := 0; i < rv.NumField() && n <= limit; i++ {
+				walk(rv.Field(i), depth+1)
+				n += indent
+			}
+		default:
+			n += 32 // numbers and booleans
+		}
+	}
+	walk(reflect.ValueOf(v), 0)
+	return n
+}
+
+// formatWidths adds up the widths and precisions printf's format asks for;
+// a width taken from the arguments (%*d) counts as the whole budget.
+func formatWidths(format string, limit int) int {
+	total := 0
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		n := 0
+		for i++; i < len(format) && strings.IndexByte("+-# 0123456789.*[]", format[i]) >= 0; i++ {
+			switch c := format[i]; {
+			case c == '*':
+				return limit + 1
+			case c >= '0' && c <= '9':
+				total -= n
+				n = min(n*10+int(c-'0'), limit+1)
+				total += n
+			default:
+				n = 0
+			}
+		}
+		if total > limit {
+			return limit + 1
+		}
+	}
+	return total
+}
