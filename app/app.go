@@ -24,6 +24,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider"
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
@@ -133,6 +134,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		Log:          log.With("component", "server"),
 		BuildVersion: Version,
 		MountTimeout: mountTimeout,
+		Parser:       spc.Parser{MaxObjects: proc.MaxObjects},
 	}
 	return srv, m, clients, nil
 }

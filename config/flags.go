@@ -35,6 +35,8 @@ type Process struct {
 	NodeName          string
 	ReadConcurrency   int
 	LeaseMinRemaining float64
+	// MaxObjects bounds the objects list of one mount.
+	MaxObjects int
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -50,6 +52,7 @@ const (
 	DefaultCacheSize         = 1000
 	DefaultVaultTimeout      = 20 * time.Second
 	DefaultReadConcurrency   = 8
+	DefaultMaxObjects        = 256 // spc.DefaultMaxObjects; config imports no provider package
 	DefaultLeaseMinRemaining = 0.33
 )
 
@@ -103,6 +106,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&p.VaultHealthInterval, "vault-health-interval", 10*time.Second, "how often /health/ready asks Vault's sys/health (only when -vault-addr or VAULT_ADDR is set); not ready after three intervals without a healthy answer")
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
+	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
 	fs.Func("allow-pod-overrides", "comma-separated sensitive parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass (vaultAddress and the TLS parameters, listed in docs/security.md), or * for all (default: none)", func(v string) error {
 		for _, f := range strings.Split(v, ",") {
@@ -161,6 +165,7 @@ func (p *Process) validate() []error {
 	bad(p.RenewInterval < 0, "-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval)
 	bad(p.VaultHealthInterval <= 0, "-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval)
 	bad(p.ReadConcurrency < 1, "-read-concurrency: %d: use 1 or more", p.ReadConcurrency)
+	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
 	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)
 	bad(p.Endpoint == "", "-endpoint: empty: give the socket path, e.g. %s", DefaultEndpoint)
 	return problems

@@ -33,6 +33,8 @@ type Server struct {
 	BuildVersion string
 	// MountTimeout bounds one mount, inside the kubelet's 2 minutes.
 	MountTimeout time.Duration
+	// Parser holds the bounds of every request (-max-objects).
+	Parser spc.Parser
 }
 
 // Version answers the driver's handshake.
@@ -56,7 +58,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	done := s.Mounter.Metrics.MountStarted()
 	defer func() { done(code.String(), time.Since(start), bytes) }()
 
-	params, err := spc.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
+	params, err := s.Parser.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
 	var resp *v1alpha1.MountResponse
 	if err == nil {
 		resp, err = s.Mounter.Mount(ctx, params)

@@ -35,7 +35,7 @@ func TestTemplateBudget(t *testing.T) {
 		{"replaceAll growth", `{{ $a := replaceAll "" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "` + strings.Repeat("y", 4000) + `" }}{{ $b := replaceAll "" $a $a }}`, "bytes"},
 		{"repeated doubling", `{{ $a := "` + strings.Repeat("z", 1000) + `" }}` + strings.Repeat(`{{ $a = printf "%s%s" $a $a }}`, 30), "bytes"},
 		{"toJSONPretty of deep nesting", `{{ toJSONPretty (secret "deep").Data }}`, "bytes"},
-		{"escapers", `{{ $a := "` + strings.Repeat("<", 1<<20) + `" }}` + strings.Repeat(`{{ $a = js (html $a) }}`, 10), "bytes"},
+		{"escapers", `{{ $a := "` + strings.Repeat("<", 1<<19) + `" }}` + strings.Repeat(`{{ $a = js (html $a) }}`, 10), "bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,32 +97,38 @@ var KnownObjectFields = []string{"objectName", "secretPath", "secretKey", "secre
 
 // unknownKeys lists the attributes that are neither parameters nor set by the
 // driver and kubelet, and the object fields that are not known.
-func unknownKeys(attrs map[string]string) []string {
+func unknownKeys(attrs map[string]string, objectFields []string) []string {
 	var out []string
 	for k := range attrs {
 		if !slices.Contains(KnownParameters, k) && k != attrClassName && !strings.HasPrefix(k, "csi.storage.k8s.io/") {
 			out = append(out, k)
 		}
 	}
-	var objects []map[string]any
-	if yaml.Unmarshal([]byte(attrs[paramObjects]), &objects) == nil {
-		for i, o := range objects {
-			for k := range o {
-				if !slices.Contains(KnownObjectFields, k) {
-					out = append(out, fmt.Sprintf("%s[%d].%s", paramObjects, i, k))
-				}
-			}
-		}
-	}
+	out = append(out, objectFields...)
 	sort.Strings(out)
 	return out
+}
+
+// DefaultMaxObjects is how many objects one mount may list unless the
+// provider's -max-objects says otherwise.
+const DefaultMaxObjects = 256
+
+// Parser holds the bounds the language enforces on every request.
+type Parser struct {
+	// MaxObjects bounds the objects list; zero is DefaultMaxObjects.
+	MaxObjects int
+}
+
+// Parse turns a request with the default bounds into Params.
+func Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
+	return Parser{}.Parse(attributesJSON, secretsJSON, permission)
 }
 
 // Parse turns the MountRequest's attributes, secrets and permission into
 // Params. Every problem is reported at once, each naming its parameter. When
 // the attributes are a JSON object, the Params returned with an error still
 // name the class and the pod, for the mount's log line.
-func Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
+func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
 	var attrs map[string]string
 	if err := json.Unmarshal([]byte(attributesJSON), &attrs); err != nil {
 		return Params{}, fmt.Errorf("%w: attributes are not a JSON object of strings (%s); this is sent by the secrets-store-csi-driver, check its version", ErrInvalidParameters, jsonProblem(err))
@@ -130,12 +136,13 @@ func Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
 	p := fromAttributes(attrs)
 	problems := p.parseSettings(attrs, permission)
 	var objectsErr, tokensErr error
-	p.Objects, objectsErr = ParseObjects(attrs[paramObjects])
+	var unknownFields []string
+	p.Objects, unknownFields, objectsErr = parseObjects(attrs[paramObjects], ps.maxObjects())
 	p.Tokens, tokensErr = parseTokens(attrs[attrServiceAccountToken], secretsJSON)
 	if err := errors.Join(append(problems, objectsErr, tokensErr)...); err != nil {
 		return Params{Class: p.Class, Pod: p.Pod}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
 	}
-	p.Unknown = unknownKeys(attrs)
+	p.Unknown = unknownKeys(attrs, unknownFields)
 	p.attrs = attrs
 	return p, nil
 }
@@ -261,34 +268,136 @@ func parsePermission(s string) (fs.FileMode, error) {
 	return fs.FileMode(n), nil
 }
 
-// ParseObjects reads and validates the objects parameter.
+func (ps Parser) maxObjects() int {
+	if ps.MaxObjects <= 0 {
+		return DefaultMaxObjects
+	}
+	return ps.MaxObjects
+}
+
+// ParseObjects reads and validates the objects parameter, with the default
+// bounds.
 func ParseObjects(raw string) ([]Object, error) {
+	objects, _, err := parseObjects(raw, DefaultMaxObjects)
+	return objects, err
+}
+
+// MaxObjectsBytes bounds the objects parameter before it is parsed: YAML
+// takes about 0.3 µs a byte, so no list costs the provider more than about
+// half a CPU-second to refuse. It leaves 4 KiB for each of the default
+// 256 objects.
+const MaxObjectsBytes = 1 << 20
+
+// maxProblems is how many problems of an objects list are reported: a list
+// of 60,000 bad objects makes no megabyte error.
+const maxProblems = 20
+
+// parseObjects reads the objects parameter once, YAML to values, and
+// validates every object in time linear in its size; it also returns the
+// object fields it does not know. No object is read from Vault before all
+// of them are valid.
+func parseObjects(raw string, maxObjects int) ([]Object, []string, error) {
 	if strings.TrimSpace(raw) == "" {
-		return nil, fmt.Errorf("%s: missing: list at least one object with objectName and secretPath", paramObjects)
+		return nil, nil, fmt.Errorf("%s: missing: list at least one object with objectName and secretPath", paramObjects)
 	}
-	var objects []Object
-	if err := yaml.Unmarshal([]byte(raw), &objects); err != nil {
-		return nil, fmt.Errorf("%s: not a YAML list of objects: %w", paramObjects, err)
+	if len(raw) > MaxObjectsBytes {
+		return nil, nil, fmt.Errorf("%s: over %d bytes: split the objects over several SecretProviderClasses and volumes", paramObjects, MaxObjectsBytes)
 	}
-	if len(objects) == 0 {
-		return nil, fmt.Errorf("%s: empty: list at least one object with objectName and secretPath", paramObjects)
+	var items []map[string]any
+	if err := yaml.Unmarshal([]byte(raw), &items, useNumber); err != nil {
+		return nil, nil, fmt.Errorf("%s: not a YAML list of objects: %w", paramObjects, err)
 	}
-	var problems []error
-	seen := map[string]int{}
-	for i := range objects {
+	switch {
+	case len(items) == 0:
+		return nil, nil, fmt.Errorf("%s: empty: list at least one object with objectName and secretPath", paramObjects)
+	case len(items) > maxObjects:
+		return nil, nil, fmt.Errorf("%s: %d objects, more than the %d one mount may read (the provider's -max-objects): split them over several SecretProviderClasses and volumes", paramObjects, len(items), maxObjects)
+	}
+	objects := make([]Object, len(items))
+	var problems, unknown []string
+	seen := make(map[string]int, len(items))
+	for i, item := range items {
+		unknown = append(unknown, unknownFields(i, item)...)
 		o := &objects[i]
+		if err := decodeObject(item, o); err != nil {
+			problems = append(problems, fmt.Sprintf("%s[%d]: %v", paramObjects, i, err))
+			continue
+		}
 		if err := o.normalize(); err != nil {
-			problems = append(problems, fmt.Errorf("%s[%d]: %w", paramObjects, i, err))
+			problems = append(problems, fmt.Sprintf("%s[%d]: %v", paramObjects, i, err))
 			continue
 		}
 		if j, dup := seen[o.Name]; dup {
-			problems = append(problems, fmt.Errorf("%s[%d]: objectName %q is also used by %s[%d]: each object needs its own file name", paramObjects, i, o.Name, paramObjects, j))
+			problems = append(problems, fmt.Sprintf("%s[%d]: objectName %q is also used by %s[%d]: each object needs its own file name", paramObjects, i, o.Name, paramObjects, j))
 			continue
 		}
 		seen[o.Name] = i
 	}
-	problems = append(problems, nestedNameConflicts(objects)...)
-	return objects, errors.Join(problems...)
+	for _, err := range nestedNameConflicts(objects) {
+		problems = append(problems, err.Error())
+	}
+	return objects, unknown, joinProblems(problems)
+}
+
+// joinProblems reports the first maxProblems and counts the rest.
+func joinProblems(problems []string) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	if n := len(problems) - maxProblems; n > 0 {
+		problems = append(problems[:maxProblems], fmt.Sprintf("and %d more problems in %s", n, paramObjects))
+	}
+	return errors.New(strings.Join(problems, "\n"))
+}
+
+// useNumber keeps numbers as YAML wrote them (2024, not 2024.0).
+func useNumber(d *json.Decoder) *json.Decoder {
+	d.UseNumber()
+	return d
+}
+
+// unknownFields names the fields of objects[i] that are not object fields.
+func unknownFields(i int, item map[string]any) []string {
+	var out []string
+	for k := range item {
+		if !slices.Contains(KnownObjectFields, k) {
+			out = append(out, fmt.Sprintf("%s[%d].%s", paramObjects, i, k))
+		}
+	}
+	return out
+}
+
+// stringFields are the object fields that hold text: YAML writes
+// secretKey: 2024 or method: yes unquoted, and the object means the text.
+var stringFields = []string{"objectName", "secretPath", "secretKey", "method", "encoding", "template", "layout", "jsonPath", "wrapTTL"}
+
+// decodeObject fills o from one item of the list, as sigs.k8s.io/yaml
+// would decode it into Object: scalars become the text of string fields,
+// field names match regardless of case.
+func decodeObject(item map[string]any, o *Object) error {
+	for k, v := range item {
+		if !slices.ContainsFunc(stringFields, func(f string) bool { return strings.EqualFold(f, k) }) {
+			continue
+		}
+		switch v := v.(type) {
+		case json.Number:
+			item[k] = v.String()
+		case bool:
+			item[k] = strconv.FormatBool(v)
+		}
+	}
+	b, err := json.Marshal(item)
+	if err != nil {
+		return err
+	}
+	var typ *json.UnmarshalTypeError
+	switch err := json.Unmarshal(b, o); {
+	case errors.As(err, &typ):
+		return fmt.Errorf("%s: a %s where a %s was expected", typ.Field, typ.Value, typ.Type)
+	case err != nil:
+		return err // FileMode's own, naming filePermission
+	}
+	return nil
 }
 
 // jsonProblem describes a JSON error without quoting the input, which may

@@ -2,6 +2,7 @@ package spc
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 )
 
 // attrs builds MountRequest attributes as the driver sends them, with the
@@ -262,4 +264,67 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Parsing objects once into values gives what sigs.k8s.io/yaml's typed
+// decoding gave: unquoted numbers and booleans are the text of string
+// fields, field names match regardless of case, modes stay numbers.
+func TestObjectsDecodeAsTypedYAML(t *testing.T) {
+	for _, raw := range []string{
+		"- {objectName: 2024, secretPath: kv/a, secretKey: 12345678901}",
+		"- {objectName: a, secretPath: kv/a, secretKey: true, filePermission: 0640}",
+		"- {ObjectName: a, SecretPath: kv/a, SECRETKEY: k}",
+		"- {objectName: tok, vaultToken: true, wrapTTL: 60s}",
+		"- {objectName: a, secretPath: pki/issue/x, method: PUT, secretArgs: {common_name: x, ttl: 3600, alt: [a, b]}}",
+		"- objectName: t\n  template: |\n    {{ with secret \"kv/a\" }}{{ .Data.x }}{{ end }}\n",
+	} {
+		var typed []Object
+		require.NoError(t, yaml.Unmarshal([]byte(raw), &typed), raw)
+		got, err := ParseObjects(raw)
+		require.NoError(t, err, raw)
+		for i := range typed {
+			assert.Equal(t, typed[i].Name, got[i].Name, raw)
+			assert.Equal(t, typed[i].Key, got[i].Key, raw)
+			assert.Equal(t, typed[i].Mode, got[i].Mode, raw)
+			assert.Equal(t, typed[i].WrapTTL, got[i].WrapTTL, raw)
+			assert.Equal(t, typed[i].Template, got[i].Template, raw)
+			assert.Equal(t, fmt.Sprint(typed[i].Args), fmt.Sprint(got[i].Args), raw)
+		}
+	}
+}
+
+// A list over the bound is refused before any object is validated or read;
+// a long list of bad objects reports the first problems and counts the
+// rest; checking a list at the bound takes linear time.
+func TestObjectsAreBounded(t *testing.T) {
+	list := func(n int, entry string) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, entry, i, i)
+		}
+		return b.String()
+	}
+	attrs := func(objects string) string {
+		b, _ := json.Marshal(map[string]string{"roleName": "r", "objects": objects})
+		return string(b)
+	}
+	_, err := Parse(attrs(list(20_000, "- {objectName: o%d, secretPath: kv/%d}\n")), "null", "420")
+	require.ErrorIs(t, err, ErrInvalidParameters)
+	assert.Contains(t, err.Error(), "objects: 20000 objects, more than the 256 one mount may read (the provider's -max-objects)")
+
+	_, err = Parser{MaxObjects: 10}.Parse(attrs(list(11, "- {objectName: o%d, secretPath: kv/%d}\n")), "null", "420")
+	assert.ErrorContains(t, err, "more than the 10")
+
+	_, err = Parse(attrs(list(256, "- {objectName: ../o%d, secretPath: kv/%d}\n")), "null", "420")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "objects[19]:")
+	assert.NotContains(t, err.Error(), "objects[20]:")
+	assert.Contains(t, err.Error(), "and 236 more problems in objects")
+
+	_, err = Parse(attrs(strings.Repeat("#", MaxObjectsBytes)+"\n- {objectName: a, secretPath: kv/a}"), "null", "420")
+	assert.ErrorContains(t, err, "objects: over 1048576 bytes", "refused before the YAML is parsed")
+
+	p, err := Parser{MaxObjects: 20_000}.Parse(attrs(list(20_000, "- {objectName: d%d/f, secretPath: kv/%d}\n")), "null", "420")
+	require.NoError(t, err)
+	assert.Len(t, p.Objects, 20_000)
 }

@@ -1,0 +1,116 @@
+package integration
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
+)
+
+// TestHostileTenantsCannotStallOthers: pods of one namespace send the
+// inputs that used to take a node's provider down (templates that spin or
+// build gigabytes, object lists over the bound), all at once and again, to
+// the real provider and Vault. Each is refused within seconds with a code
+// and a message naming the object; meanwhile another pod's mounts keep
+// succeeding; a refused list costs no Vault call.
+func TestHostileTenantsCannotStallOthers(t *testing.T) {
+	port, err := rig.FreePort()
+	require.NoError(t, err)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
+	p := startProvider(t, "-max-objects=4", "-metrics-addr="+metricsAddr)
+	hostile := createPod(t, appServiceAccount)
+	victim := createPod(t, appServiceAccount)
+	spin := "1" + strings.Repeat(",1", 3000)
+	attacks := []struct {
+		name, objects string
+		code          codes.Code
+		says          string // a regular expression
+	}{
+		{"nested ranges", templateObjects(`{{ range split "," "` + spin + `" }}{{ range split "," "` + spin + `" }}{{ end }}{{ end }}`), codes.ResourceExhausted, "steps|of execution"},
+		{"range over a number", templateObjects(`{{ with 1000000000000 }}{{ range . }}{{ end }}{{ end }}`), codes.ResourceExhausted, "steps|of execution"},
+		{"printf width", templateObjects(`{{ with secret "secret/data/app" }}{{ printf "%999999999s" .Data.data.password }}{{ end }}`), codes.ResourceExhausted, "bytes"},
+		{"replaceAll growth", templateObjects(`{{ $a := replaceAll "" "` + strings.Repeat("x", 2000) + `" "` + strings.Repeat("y", 2000) + `" }}{{ replaceAll "" $a $a }}`), codes.ResourceExhausted, "bytes"},
+		{"too many objects", objectList(5), codes.InvalidArgument, "5 objects, more than the 4"},
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var longest time.Duration
+	for round := range 3 { // the kubelet retries: each attempt is bounded too
+		for _, a := range attacks {
+			wg.Go(func() {
+				start := time.Now()
+				_, err := p.mount(t, mountCall{pod: hostile, params: map[string]string{"roleName": kubeRole, "objects": a.objects}, tokenAudiences: []string{"vault"}})
+				took := time.Since(start)
+				st := status.Convert(err)
+				assert.Equal(t, a.code, st.Code(), "%s (round %d): %s", a.name, round, st.Message())
+				assert.Regexp(t, a.says, st.Message(), a.name) // steps, or time when six run at once on two cores
+				if a.code == codes.ResourceExhausted {
+					assert.Contains(t, st.Message(), `object "x": template: x:1:`, a.name)
+				}
+				mu.Lock()
+				longest = max(longest, took)
+				mu.Unlock()
+			})
+		}
+	}
+	var victimMounts, victimFailures int
+	var victimLongest time.Duration
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		start := time.Now()
+		resp, err := p.mount(t, mountCall{pod: victim, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}})
+		victimLongest = max(victimLongest, time.Since(start))
+		victimMounts++
+		if err != nil || string(resp.Files[0].Contents) != plantedPassword {
+			victimFailures++
+		}
+	}
+	t.Logf("hostile mounts: %d, longest %s; the other pod's mounts meanwhile: %d, failed %d, longest %s",
+		3*len(attacks), longest.Round(time.Millisecond), victimMounts, victimFailures, victimLongest.Round(time.Millisecond))
+	assert.Zero(t, victimFailures, "the other pod was served throughout")
+	assert.Less(t, longest, 20*time.Second, "every hostile mount ended within seconds")
+
+	before := vaultCalls(t, metricsAddr)
+	_, err = p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": objectList(5)}, tokenAudiences: []string{"vault"}})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	assert.Equal(t, before, vaultCalls(t, metricsAddr), "a refused list makes no login and no read")
+}
+
+// objectList is n objects reading the same secret.
+func objectList(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "- {objectName: o%d, secretPath: secret/data/app, secretKey: password}\n", i)
+	}
+	return b.String()
+}
+
+var vaultRequestLines = regexp.MustCompile(`(?m)^vault_csi_provider_vault_requests_total\{.*\} (\d+)$`)
+
+// vaultCalls is how many calls the provider made to Vault, by its metrics.
+func vaultCalls(t *testing.T, metricsAddr string) int {
+	t.Helper()
+	total := 0
+	for _, m := range vaultRequestLines.FindAllStringSubmatch(scrape(t, metricsAddr), -1) {
+		n, err := strconv.Atoi(m[1])
+		require.NoError(t, err)
+		total += n
+	}
+	return total
+}
