@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/vaultcsi/vault-csi-provider/cache"
@@ -53,8 +54,9 @@ type LoginFunc func(ctx context.Context) (vault.Session, error)
 // provider stops using; RevokePod revokes the tokens of a pod that is gone,
 // and with them every lease they created.
 type Sessions struct {
-	cache *cache.Cache[cachedSession]
-	now   func() time.Time
+	cache   *cache.Cache[cachedSession]
+	now     func() time.Time
+	serials atomic.Uint64 // the last Session.Serial given
 	// LoginTimeout bounds a shared login, which outlives any one caller's context.
 	LoginTimeout time.Duration
 	// Renew and Revoke talk to Vault; tests may replace them.
@@ -119,6 +121,7 @@ func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (sessi
 		if err != nil {
 			return nil, err
 		}
+		sess.Serial = s.serials.Add(1)
 		s.store(key, id.Pod.UID, sess)
 		return result{sess, true}, nil
 	})

@@ -34,6 +34,10 @@ type Session struct {
 	TTL       time.Duration
 	Renewable bool
 	Accessor  string
+	// Serial tells this login from every other of the process (auth.Sessions
+	// numbers them): what is cached under a token, its leases, is cached
+	// under its serial, since Vault revokes a token's leases with it.
+	Serial uint64
 }
 
 // Login logs in with a JWT (kubernetes or jwt auth method) at auth/<mount>/login.

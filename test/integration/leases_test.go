@@ -158,3 +158,43 @@ func TestBackgroundRenewal(t *testing.T) {
 		assert.Error(t, env.Postgres.Login(user, pass), "Vault revoked the lease with its token")
 	})
 }
+
+// TestLeasesDieWithTheirToken: Vault revokes a token's leases with it. When
+// the pod's token is revoked behind the provider's back (an operator, a
+// Vault policy change), the next mount is refused, logs in again and reads
+// new database credentials that work: it never serves the revoked ones
+// from its lease cache.
+func TestLeasesDieWithTheirToken(t *testing.T) {
+	p := startProvider(t)
+	objects := dbObjects(rig.DBRole) + "- {objectName: app-password, secretPath: secret/data/app, secretKey: password}\n"
+	call := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": objects}, tokenAudiences: []string{"vault"}}
+	user, pass, _ := credentials(t, p, call)
+	require.NoError(t, env.Postgres.Login(user, pass))
+	logins := vaultRequests(t, "auth/kubernetes/login")
+
+	accessors, err := env.Vault.Root.Logical().List("auth/token/accessors")
+	require.NoError(t, err)
+	revoked := 0
+	for _, a := range accessors.Data["keys"].([]any) {
+		info, err := env.Vault.Root.Logical().Write("auth/token/lookup-accessor", map[string]any{"accessor": a})
+		if err != nil || info.Data["meta"] == nil {
+			continue
+		}
+		// Every token of the pod's service account: this test's provider serves only this pod.
+		if meta, _ := info.Data["meta"].(map[string]any); meta["service_account_name"] == call.pod.ServiceAccount && meta["service_account_namespace"] == call.pod.Namespace {
+			_, err := env.Vault.Root.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": a})
+			require.NoError(t, err)
+			revoked++
+		}
+	}
+	require.Positive(t, revoked, "found the pod's token")
+	require.Eventually(t, func() bool { return env.Postgres.Login(user, pass) != nil }, 15*time.Second, 200*time.Millisecond,
+		"Vault dropped the database user with the token")
+
+	u, pw, _ := credentials(t, p, call)
+	assert.NotEqual(t, user, u, "new credentials, not the revoked lease")
+	assert.NoError(t, env.Postgres.Login(u, pw), "and they log into Postgres")
+	assert.Equal(t, 1, vaultRequests(t, "auth/kubernetes/login")-logins, "one new login")
+	u2, _, _ := credentials(t, p, call)
+	assert.Equal(t, u, u2, "the new lease is reused again")
+}
