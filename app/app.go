@@ -102,7 +102,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	sessions.Metrics = m
 	var leases *lease.Cache
 	if proc.CacheSize > 0 {
-		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseMinRemaining)
+		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseCacheMaxBytes, proc.LeaseMinRemaining)
 		leases.Metrics = m
 	}
 	clients := vault.NewClients(proc.VaultTimeout)
@@ -130,6 +130,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 			Overrides:       overrides,
 			Log:             log.With("component", "mount"),
 			ReadConcurrency: proc.ReadConcurrency,
+			MountMaxBytes:   proc.MountMaxBytes,
 		},
 		Log:          log.With("component", "server"),
 		BuildVersion: Version,

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Process is the configuration the DaemonSet sets once, on the command line.
@@ -37,6 +39,10 @@ type Process struct {
 	LeaseMinRemaining float64
 	// MaxObjects bounds the objects list of one mount.
 	MaxObjects int
+	// MountMaxBytes bounds the Vault answers one mount holds together.
+	MountMaxBytes int64
+	// LeaseCacheMaxBytes bounds the leased answers kept for reuse.
+	LeaseCacheMaxBytes int64
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -53,6 +59,8 @@ const (
 	DefaultVaultTimeout      = 20 * time.Second
 	DefaultReadConcurrency   = 8
 	DefaultMaxObjects        = 256 // spc.DefaultMaxObjects; config imports no provider package
+	DefaultMountMaxBytes     = 16 << 20
+	DefaultLeaseCacheBytes   = 16 << 20
 	DefaultLeaseMinRemaining = 0.33
 )
 
@@ -82,6 +90,19 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	return p, nil
 }
 
+// byteSize parses a flag's size in bytes, written as Kubernetes writes
+// memory: 16Mi, 1Gi, 500k or a plain number.
+func byteSize(to *int64) func(string) error {
+	return func(v string) error {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a size: write it like 16Mi", v)
+		}
+		*to = q.Value()
+		return nil
+	}
+}
+
 // rawFlags are the flags that need parsing after flag.Parse: the log
 // level, the Vault flag layer and its TLS switch.
 type rawFlags struct {
@@ -106,6 +127,9 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&p.VaultHealthInterval, "vault-health-interval", 10*time.Second, "how often /health/ready asks Vault's sys/health (only when -vault-addr or VAULT_ADDR is set); not ready after three intervals without a healthy answer")
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
+	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
+	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
+	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
 	fs.Func("allow-pod-overrides", "comma-separated sensitive parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass (vaultAddress and the TLS parameters, listed in docs/security.md), or * for all (default: none)", func(v string) error {
@@ -165,6 +189,8 @@ func (p *Process) validate() []error {
 	bad(p.RenewInterval < 0, "-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval)
 	bad(p.VaultHealthInterval <= 0, "-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval)
 	bad(p.ReadConcurrency < 1, "-read-concurrency: %d: use 1 or more", p.ReadConcurrency)
+	bad(p.MountMaxBytes < 1<<20, "-mount-max-bytes: %d: use 1Mi or more", p.MountMaxBytes)
+	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
 	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)
 	bad(p.Endpoint == "", "-endpoint: empty: give the socket path, e.g. %s", DefaultEndpoint)

@@ -78,7 +78,8 @@ const (
 // renewable lease and keeps the response if the renewal leaves it above the
 // threshold again; otherwise it reads anew. Concurrent Gets for one key share
 // one renewal or read. Unleased responses are never kept. At most size
-// entries are kept (least recently used go first); ForgetPod drops a pod's.
+// entries and maxBytes are kept (least recently used go first); ForgetPod
+// drops a pod's.
 type Cache struct {
 	// MinRemaining is the fraction of a lease's TTL that must be left for
 	// it to be reused without renewal (0 < MinRemaining < 1).
@@ -99,11 +100,18 @@ type entry struct {
 	expires time.Time
 }
 
-// NewCache returns a cache of at most size entries.
-func NewCache(size int, minRemaining float64) *Cache {
+// entryOverhead is what an entry weighs besides its body: key, lease id,
+// bookkeeping.
+const entryOverhead = 512
+
+// NewCache returns a cache of at most size entries and maxBytes of bodies
+// (0: no byte bound).
+func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 	c := &Cache{MinRemaining: minRemaining, now: time.Now}
 	c.cache = cache.New(cache.Options[entry]{
 		MaxEntries: max(size, 1),
+		MaxBytes:   maxBytes,
+		Size:       func(e entry) int64 { return int64(len(e.body) + entryOverhead) },
 		Now:        func() time.Time { return c.now() },
 		OnEvict:    func(string, entry) { c.Metrics.CacheEvent("lease", "eviction") },
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,7 +80,7 @@ func TestCacheLifecycle(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := manualclock.New(time.Unix(1_800_000_000, 0))
-			c := NewCache(10, 0.33)
+			c := NewCache(10, 0, 0.33)
 			c.now = clk.Now
 			v := tc.vault
 			_, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
@@ -97,7 +98,7 @@ func TestCacheLifecycle(t *testing.T) {
 }
 
 func TestCacheStaticSecretsAreNotKept(t *testing.T) {
-	c := NewCache(10, 0.33)
+	c := NewCache(10, 0, 0.33)
 	var reads atomic.Int32
 	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(`{"data":{"data":{"a":"b"}}}`), nil }
 	for range 3 {
@@ -112,7 +113,7 @@ func TestCacheStaticSecretsAreNotKept(t *testing.T) {
 // TestCacheConcurrent: hundreds of concurrent mounts of one pod's database
 // secret create one lease; other pods get their own; ForgetPod drops one pod's.
 func TestCacheConcurrent(t *testing.T) {
-	c := NewCache(1000, 0.33)
+	c := NewCache(1000, 0, 0.33)
 	vaults := map[string]*vaultLike{}
 	for _, pod := range []string{"a", "b", "c"} {
 		vaults[pod] = &vaultLike{renewable: true, grant: time.Minute}
@@ -137,7 +138,7 @@ func TestCacheConcurrent(t *testing.T) {
 // the renewal of the last mount, and leaves the others alone.
 func TestRenewDue(t *testing.T) {
 	clk := manualclock.New(time.Unix(1_800_000_000, 0))
-	c := NewCache(10, 0.33)
+	c := NewCache(10, 0, 0.33)
 	c.now = clk.Now
 	due, fresh := &vaultLike{renewable: true, grant: time.Minute}, &vaultLike{renewable: true, grant: time.Minute}
 	_, _, err := c.Get(context.Background(), "pod", "due", due.renew, due.read)
@@ -155,4 +156,25 @@ func TestRenewDue(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, Reused, out)
 	assert.Equal(t, int32(1), due.reads.Load())
+}
+
+// TestCacheBoundedByBytes: large leased answers (certificate chains) push
+// the least recently used out by size, whatever the entry bound; the most
+// recent are still reused.
+func TestCacheBoundedByBytes(t *testing.T) {
+	c := NewCache(1000, 64<<10, 0.33)
+	big := `{"lease_id":"pki/x","lease_duration":3600,"data":{"chain":"` + strings.Repeat("c", 10<<10) + `"}}`
+	var reads atomic.Int32
+	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(big), nil }
+	for i := range 20 {
+		_, _, err := c.Get(context.Background(), "pod", fmt.Sprintf("cert-%d", i), nil, read)
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, c.Len(), 6, "64 KiB hold six answers of 10 KiB, not twenty")
+	_, out, err := c.Get(context.Background(), "pod", "cert-19", nil, read)
+	require.NoError(t, err)
+	assert.Equal(t, Reused, out, "the latest is kept")
+	_, out, err = c.Get(context.Background(), "pod", "cert-0", nil, read)
+	require.NoError(t, err)
+	assert.Equal(t, Read, out, "the oldest was pushed out")
 }

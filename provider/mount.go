@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -50,6 +51,9 @@ type Mounter struct {
 	// TemplateLimits bound each template's execution; zero is
 	// render.DefaultLimits.
 	TemplateLimits render.Limits
+	// MountMaxBytes bounds the Vault answers one mount holds together
+	// (-mount-max-bytes); zero is DefaultMountMaxBytes.
+	MountMaxBytes int64
 
 	kv KVPaths
 }
@@ -154,6 +158,16 @@ func fetchKey(o spc.Object) string {
 	return o.Call.Key()
 }
 
+// DefaultMountMaxBytes is Mounter.MountMaxBytes when it is not set.
+const DefaultMountMaxBytes = 16 << 20
+
+func (m *Mounter) mountMaxBytes() int64 {
+	if m.MountMaxBytes <= 0 {
+		return DefaultMountMaxBytes
+	}
+	return m.MountMaxBytes
+}
+
 func (m *Mounter) templateLimits() render.Limits {
 	if m.TemplateLimits == (render.Limits{}) {
 		return render.DefaultLimits
@@ -164,10 +178,16 @@ func (m *Mounter) templateLimits() render.Limits {
 // readAll makes each object's Vault calls, in parallel up to
 // ReadConcurrency; a request several objects or templates make is sent once.
 func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]render.Fetched, error) {
+	var held atomic.Int64 // bytes of the answers read so far
+	limit := m.mountMaxBytes()
 	once := newReadOnce(func(ctx context.Context, key string, c spc.Call) ([]byte, error) {
 		body, err := m.read(ctx, mt, sess, key, c)
 		if err != nil {
 			return nil, explainRead(err, mt, c)
+		}
+		if held.Add(int64(len(body))) > limit {
+			return nil, fmt.Errorf("%w: this mount's Vault answers take more than %d bytes (the provider's -mount-max-bytes), at %s: read fewer or smaller secrets, or split them over several volumes",
+				render.ErrTooLarge, limit, c.Path)
 		}
 		return body, nil
 	})

@@ -59,6 +59,10 @@ func classify(ctx context.Context, op, method, path string, status int, err erro
 	case errors.As(err, &respErr):
 		e.Status = respErr.StatusCode
 		e.Detail = strings.Join(cleanMessages(respErr.Errors), "; ")
+	case errors.Is(err, errBodyTooLarge):
+		e.Kind = ErrTooLarge
+		e.Detail = fmt.Sprintf("the answer is over %d bytes (%d for a login or an error)", MaxResponseBytes, MaxErrorBodyBytes)
+		return e
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 		e.Kind = ErrUnavailable
 		e.Detail = "no answer before the deadline"

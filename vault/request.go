@@ -52,7 +52,7 @@ func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Sess
 		client.ClearNamespace()
 	}
 	client.ClearToken()
-	secret, err := client.Logical().WriteWithContext(ctx, path, map[string]any{"role": role, "jwt": jwt})
+	secret, err := client.Logical().WriteWithContext(expectSmallAnswer(ctx), path, map[string]any{"role": role, "jwt": jwt})
 	if err != nil {
 		return Session{}, classify(ctx, "login", http.MethodPost, path, 0, err, jwt)
 	}

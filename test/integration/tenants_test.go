@@ -114,3 +114,26 @@ func vaultCalls(t *testing.T, metricsAddr string) int {
 	}
 	return total
 }
+
+// TestMountByteBudget: the Vault answers one mount holds are bounded
+// (-mount-max-bytes), whatever the number of objects: three secrets of
+// 600 KiB pass one by one and fail together, naming the flag.
+func TestMountByteBudget(t *testing.T) {
+	var objects string
+	for _, k := range []string{"a", "b", "c"} {
+		_, err := env.Vault.Root.Logical().Write("secret/data/budget-"+k, map[string]any{"data": map[string]any{"v": strings.Repeat(k, 600<<10)}})
+		require.NoError(t, err)
+		objects += "- {objectName: " + k + ", secretPath: secret/data/budget-" + k + ", secretKey: v}\n"
+	}
+	p := startProvider(t, "-mount-max-bytes=1Mi")
+	pod := createPod(t, appServiceAccount)
+	resp, err := p.mount(t, mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": "- {objectName: a, secretPath: secret/data/budget-a, secretKey: v}"}, tokenAudiences: []string{"vault"}})
+	require.NoError(t, err)
+	assert.Len(t, resp.Files[0].Contents, 600<<10)
+
+	_, err = p.mount(t, mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": objects}, tokenAudiences: []string{"vault"}})
+	st := status.Convert(err)
+	assert.Equal(t, codes.ResourceExhausted, st.Code(), st.Message())
+	assert.Contains(t, st.Message(), "more than 1048576 bytes (the provider's -mount-max-bytes)")
+	assert.NotContains(t, st.Message(), "aaaa")
+}
