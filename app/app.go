@@ -106,6 +106,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		leases.Metrics = m
 	}
 	clients := vault.NewClients(proc.VaultTimeout)
+	clients.Log = log.With("component", "vault")
 	watching, err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods"))
 	if err != nil {
 		return nil, nil, nil, err

@@ -128,6 +128,9 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 	if err != nil {
 		return nil, err
 	}
+	if sess, err = sess.On(base); err != nil { // rotated CA or client certificate files
+		return nil, err
+	}
 	bodies, err := m.readAll(ctx, mt, sess)
 	if err == nil || fresh || !vault.IsPermissionDenied(err) {
 		return bodies, err

@@ -6,8 +6,12 @@ package vault
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -24,7 +28,17 @@ import (
 type Clients struct {
 	timeout time.Duration
 	cache   *lru.Cache[string, *api.Client]
+	// Log is told, once per address, of a connection that is not secure
+	// (plain http://, TLS verification off); nil logs nothing.
+	Log *slog.Logger
+
+	mu     sync.Mutex
+	warned map[string]bool // address and warning, bounded by maxWarned
 }
+
+// maxWarned bounds the warnings remembered; past it a warning is not logged
+// again, so a tenant cycling addresses cannot fill the log or the memory.
+const maxWarned = 1024
 
 // maxConnectionConfigs bounds the distinct Vault connection settings kept.
 const maxConnectionConfigs = 64
@@ -32,14 +46,18 @@ const maxConnectionConfigs = 64
 // NewClients returns a client cache whose clients give every call timeout.
 func NewClients(timeout time.Duration) *Clients {
 	cache, _ := lru.New[string, *api.Client](maxConnectionConfigs) // only fails for size <= 0
-	return &Clients{timeout: timeout, cache: cache}
+	return &Clients{timeout: timeout, cache: cache, warned: map[string]bool{}}
 }
 
 // Get returns the base client for cfg. Settings come only from cfg (which
 // already holds the environment layer); the Vault library's own reading of
 // VAULT_TOKEN and VAULT_NAMESPACE is undone.
+//
+// A client is rebuilt when its CA or client certificate files change (their
+// size or modification time), so that rotated certificates are used without
+// a restart.
 func (c *Clients) Get(cfg config.Vault) (*api.Client, error) {
-	key := cfg.ConnectionKey()
+	key := cfg.ConnectionKey() + "\x00" + fileStamps(cfg.CACert, cfg.CADirectory, cfg.ClientCert, cfg.ClientKey)
 	if client, ok := c.cache.Get(key); ok {
 		return client, nil
 	}
@@ -47,8 +65,49 @@ func (c *Clients) Get(cfg config.Vault) (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.warnInsecure(cfg)
 	c.cache.Add(key, client)
 	return client, nil
+}
+
+// fileStamps is the size and modification time of each file named
+// (following symbolic links, as a Kubernetes Secret volume's are).
+func fileStamps(paths ...string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+// warnInsecure logs, once per address, that a connection is not secure.
+func (c *Clients) warnInsecure(cfg config.Vault) {
+	if c.Log == nil {
+		return
+	}
+	var warnings []string
+	if strings.HasPrefix(strings.ToLower(cfg.Address), "http://") {
+		warnings = append(warnings, "plain http: Vault tokens and secrets cross the network unencrypted; use https://")
+	}
+	if cfg.InsecureSkipVerify() {
+		warnings = append(warnings, "TLS verification is off (vaultSkipTLSVerify or -vault-tls-skip-verify): anyone on the path can pose as Vault; give a CA instead")
+	}
+	for _, w := range warnings {
+		c.mu.Lock()
+		first := !c.warned[cfg.Address+w] && len(c.warned) < maxWarned
+		if first {
+			c.warned[cfg.Address+w] = true
+		}
+		c.mu.Unlock()
+		if first {
+			c.Log.Warn("insecure connection to vault", "addr", cfg.Address, "problem", w)
+		}
+	}
 }
 
 func (c *Clients) build(cfg config.Vault) (*api.Client, error) {

@@ -38,6 +38,28 @@ type Session struct {
 	// numbers them): what is cached under a token, its leases, is cached
 	// under its serial, since Vault revokes a token's leases with it.
 	Serial uint64
+
+	base *api.Client // Client is its clone
+}
+
+// On returns the session on base: the same token through base's connection
+// when the session was made on another client (its CA or client
+// certificate files changed since the login), else s itself.
+func (s Session) On(base *api.Client) (Session, error) {
+	if s.base == base || s.Client == nil {
+		return s, nil
+	}
+	client, err := base.Clone()
+	if err != nil {
+		return s, err
+	}
+	client.SetToken(s.Client.Token())
+	client.SetNamespace(s.Client.Namespace())
+	if s.Client.Namespace() == "" {
+		client.ClearNamespace()
+	}
+	s.Client, s.base = client, base
+	return s, nil
 }
 
 // Login logs in with a JWT (kubernetes or jwt auth method) at auth/<mount>/login.
@@ -61,6 +83,7 @@ func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Sess
 	}
 	client.SetToken(secret.Auth.ClientToken)
 	return Session{
+		base:      base,
 		Client:    client,
 		TTL:       time.Duration(secret.Auth.LeaseDuration) * time.Second,
 		Renewable: secret.Auth.Renewable,

@@ -242,6 +242,8 @@ type VaultServer struct {
 	proc *process
 	Addr string
 	Root *api.Client
+	// TLS serves the same API over TLS.
+	TLS *VaultTLS
 }
 
 const rootToken = "root"
@@ -286,6 +288,9 @@ func StartVault(dir, binDir, name string) (*VaultServer, error) {
 		return v, err
 	}
 	v.Root.SetToken(rootToken)
+	if v.TLS, err = startTLS(dir, v.Addr); err != nil {
+		return v, err
+	}
 	err = waitFor(v.proc, 60*time.Second, func() error {
 		resp, err := http.Get(v.Addr + "/v1/sys/health")
 		if err != nil {
@@ -302,6 +307,7 @@ func StartVault(dir, binDir, name string) (*VaultServer, error) {
 
 func (v *VaultServer) Stop() {
 	if v != nil {
+		v.TLS.Stop()
 		v.proc.stop()
 	}
 }
