@@ -176,7 +176,7 @@ func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client kube
 		return spc.Params{}, config.Vault{}, fmt.Errorf("the class's parameters: %w", err)
 	}
 	if in.token.Value == "" { // --pod: a token as the kubelet would send, bound to the pod
-		if in.token, err = (auth.TokenSource{Kube: client}).Token(ctx, in.pod, checked.Audience, nil); err != nil {
+		if in.token, err = (auth.TokenSource{Kube: client, Fallback: true}).Token(ctx, in.pod, checked.Audience, nil); err != nil {
 			return spc.Params{}, config.Vault{}, err
 		}
 	}
@@ -198,7 +198,7 @@ func troubleshootingMounter(vcfg config.Vault, timeout time.Duration, client kub
 		Defaults:        vcfg,
 		Clients:         vault.NewClients(timeout),
 		Sessions:        auth.NewSessions(1, timeout),
-		Tokens:          auth.TokenSource{Kube: client},
+		Tokens:          auth.TokenSource{Kube: client, Fallback: true}, // the operator's own kubeconfig mints the pod's token
 		Keys:            keys,
 		Overrides:       provider.OverridePolicy{Allowed: []string{"*"}}, // the operator's own class
 		Log:             slog.New(&stepHandler{w: stdout}),

@@ -77,11 +77,16 @@ const TokenLifetime = 15 * time.Minute
 // sent none. Kube may be nil, in which case nothing is minted.
 type TokenSource struct {
 	Kube kubernetes.Interface
-	Now  func() time.Time
+	// Fallback mints a token with the TokenRequest API when the driver sent
+	// none for the audience (-token-request-fallback). Off, the provider
+	// needs no right to create tokens for other service accounts.
+	Fallback bool
+	Now      func() time.Time
 }
 
 // Token returns the pod's token for audience: the one the driver sent when it
-// has not expired, else a new one from the TokenRequest API, bound to the pod.
+// has not expired, else, with Fallback, a new one from the TokenRequest API,
+// bound to the pod.
 func (s TokenSource) Token(ctx context.Context, pod Pod, audience string, sent map[string]Token) (Token, error) {
 	now := time.Now
 	if s.Now != nil {
@@ -90,8 +95,9 @@ func (s TokenSource) Token(ctx context.Context, pod Pod, audience string, sent m
 	if t, ok := sent[audience]; ok && (t.Expiry.IsZero() || t.Expiry.After(now())) {
 		return t, nil
 	}
-	if s.Kube == nil {
-		return Token{}, fmt.Errorf("%w for audience %q: the driver sent none and the provider has no Kubernetes access to mint one; add {audience: %s} to the CSIDriver's tokenRequests", ErrNoToken, audience, audience)
+	if !s.Fallback || s.Kube == nil {
+		return Token{}, fmt.Errorf("%w for audience %q: the driver sent none; add {audience: %s} to the CSIDriver's tokenRequests (the driver chart's tokenRequests value), "+
+			"or let the provider mint tokens itself with -token-request-fallback (chart value tokenRequestFallback: true, which grants it create on serviceaccounts/token)", ErrNoToken, audience, audience)
 	}
 	if pod.Namespace == "" || pod.ServiceAccount == "" || pod.Name == "" || pod.UID == "" {
 		return Token{}, fmt.Errorf("%w for audience %q: the pod's name, uid or service account is missing; set podInfoOnMount: true on the CSIDriver", ErrNoToken, audience)

@@ -39,6 +39,9 @@ type Process struct {
 	LeaseMinRemaining float64
 	// MaxObjects bounds the objects list of one mount.
 	MaxObjects int
+	// TokenRequestFallback lets the provider mint pods' tokens when the
+	// driver sent none for a class's audience.
+	TokenRequestFallback bool
 	// MountMaxBytes bounds the Vault answers one mount holds together.
 	MountMaxBytes int64
 	// LeaseCacheMaxBytes bounds the leased answers kept for reuse.
@@ -130,6 +133,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
+	fs.BoolVar(&p.TokenRequestFallback, "token-request-fallback", false, "when the driver sent no token for a class's audience, mint one with the TokenRequest API (needs create on serviceaccounts/token for every service account); off, such a mount fails and says to add the audience to the CSIDriver's tokenRequests")
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
 	fs.Func("allow-pod-overrides", "comma-separated sensitive parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass (vaultAddress and the TLS parameters, listed in docs/security.md), or * for all (default: none)", func(v string) error {

@@ -5,7 +5,7 @@
 # Needs the environment `test/cluster/cluster.sh env` or `test/cluster/kind.sh
 # env` prints: KUBECONFIG, VAULT_ADDR, VAULT_TOKEN, E2E_VAULT_ADDR_IN_CLUSTER,
 # E2E_ROTATION_POLL, E2E_PG_HOST, E2E_PG_PORT, E2E_PROVIDER_RESTART,
-# E2E_VAULT_STOP, E2E_VAULT_START; and an image with sh, cat and stat
+# E2E_VAULT_STOP, E2E_VAULT_START, E2E_PROVIDER_CHART; and an image with sh, cat and stat
 # (E2E_IMAGE, default localhost/busybox:e2e).
 
 bats_load_library bats-support
@@ -103,6 +103,19 @@ wait_running() {
 		events "$1" >&2
 		return 1
 	fi
+}
+
+# csidriver_audiences JSON: the driver's CSIDriver requests tokens for
+# these audiences (kubelet sees the change at once).
+csidriver_audiences() {
+	kubectl patch csidriver secrets-store.csi.k8s.io --type=merge -p "{\"spec\":{\"tokenRequests\":$1}}" >/dev/null
+}
+
+# provider_set KEY=VALUE: helm upgrade our chart with one value changed, and
+# wait until every node's provider runs with it.
+provider_set() {
+	helm upgrade vault-csi-provider "$E2E_PROVIDER_CHART" -n vault-csi --reuse-values --set "$1" >/dev/null
+	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=180s >/dev/null
 }
 
 # events POD: the pod's event messages, one per line.

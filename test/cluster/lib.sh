@@ -109,6 +109,7 @@ export E2E_PG_PORT=$pg_port
 export E2E_PG_PASSWORD=postgres-e2e
 export E2E_ROTATION_POLL=$rotation_poll
 export E2E_PROVIDER_RESTART="kubectl -n vault-csi delete pod -l app.kubernetes.io/name=vault-csi-provider"
+export E2E_PROVIDER_CHART=$repo/charts/vault-csi-provider
 export E2E_VAULT_STOP="$script stop-vault"
 export E2E_VAULT_START="$script start-vault"
 export PATH=$bin:$bin/postgresql:\$PATH

@@ -110,7 +110,8 @@ func TestLoginFailuresExplainTheFix(t *testing.T) {
 }
 
 // TestTokenRequestFallback: the CSIDriver does not request the class's
-// audience, so the provider mints a token bound to the pod itself.
+// audience. By default the mount fails and says both ways out; with
+// -token-request-fallback the provider mints a token bound to the pod.
 func TestTokenRequestFallback(t *testing.T) {
 	pod := createPod(t, appServiceAccount)
 	call := mountCall{
@@ -119,8 +120,18 @@ func TestTokenRequestFallback(t *testing.T) {
 		tokenAudiences: []string{"vault"}, // the driver sent only the default audience
 	}
 
-	t.Run("minted with the provider's RBAC", func(t *testing.T) {
+	t.Run("off by default: the message says what to enable", func(t *testing.T) {
 		p := startProvider(t)
+		_, err := p.mount(t, call)
+		st := status.Convert(err)
+		assert.Equal(t, codes.FailedPrecondition, st.Code(), st.Message())
+		assert.Contains(t, st.Message(), `no service-account token for audience "`+customAudience+`"`)
+		assert.Contains(t, st.Message(), "add {audience: "+customAudience+"} to the CSIDriver's tokenRequests")
+		assert.Contains(t, st.Message(), "-token-request-fallback (chart value tokenRequestFallback: true")
+	})
+
+	t.Run("minted with the provider's RBAC", func(t *testing.T) {
+		p := startProvider(t, "-token-request-fallback")
 		resp, err := p.mount(t, call)
 		require.NoError(t, err)
 		b, err := os.ReadFile(filepath.Join(writeFiles(t, resp), "password"))
@@ -129,7 +140,7 @@ func TestTokenRequestFallback(t *testing.T) {
 	})
 
 	t.Run("RBAC forbids it: the message names the permission", func(t *testing.T) {
-		p := startProvider(t, "-kubeconfig="+env.Kube.NoRightsKubeconfig)
+		p := startProvider(t, "-token-request-fallback", "-kubeconfig="+env.Kube.NoRightsKubeconfig)
 		_, err := p.mount(t, call)
 		st := status.Convert(err)
 		assert.Equal(t, codes.PermissionDenied, st.Code(), st.Message())

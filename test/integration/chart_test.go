@@ -92,13 +92,13 @@ func TestChartDefaults(t *testing.T) {
 		assert.Contains(t, args, a)
 	}
 	assert.NotContains(t, args, "-vault-addr", "no address unless set")
+	assert.NotContains(t, args, "-token-request-fallback", "the provider mints no tokens by default")
 	env, _ := json.Marshal(c["env"])
 	assert.Contains(t, string(env), `"fieldPath":"spec.nodeName"`)
 	assert.Equal(t, "/health/ready", c["readinessProbe"].(map[string]any)["httpGet"].(map[string]any)["path"])
 
 	rules, _ := json.Marshal(field(t, objs["ClusterRole"][0], "rules"))
-	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["serviceaccounts/token"],"verbs":["create"]},
-		{"apiGroups":[""],"resources":["pods"],"verbs":["list","watch"]},
+	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["pods"],"verbs":["list","watch"]},
 		{"apiGroups":["secrets-store.csi.x-k8s.io"],"resources":["secretproviderclasses"],"verbs":["get"]}]`, string(rules))
 	rules, _ = json.Marshal(field(t, objs["Role"][0], "rules"))
 	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get","list","watch"]},
@@ -112,14 +112,16 @@ func TestChartOptions(t *testing.T) {
 		"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "dashboard.enabled=true",
 		"image.digest=sha256:"+strings.Repeat("a", 64), "allowPodOverrides={vaultAddress}", "hostNetwork=true",
 		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical",
-		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128")
+		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128", "tokenRequestFallback=true")
 	require.NoError(t, err)
 	ds := objs["DaemonSet"][0]
 	c := container(t, ds)
 	args := strings.Join(toStrings(c["args"]), " ")
-	for _, a := range []string{"-vault-addr=https://vault.vault.svc:8200", "-allow-pod-overrides=vaultAddress", "-vault-timeout=30s"} {
+	for _, a := range []string{"-vault-addr=https://vault.vault.svc:8200", "-allow-pod-overrides=vaultAddress", "-vault-timeout=30s", "-token-request-fallback"} {
 		assert.Contains(t, args, a)
 	}
+	rules, _ := json.Marshal(field(t, objs["ClusterRole"][0], "rules"))
+	assert.Contains(t, string(rules), `{"apiGroups":[""],"resources":["serviceaccounts/token"],"verbs":["create"]}`, "the right to mint tokens comes only with the fallback")
 	assert.Equal(t, "vault-csi-provider@sha256:"+strings.Repeat("a", 64), c["image"])
 	env, _ := json.Marshal(c["env"])
 	assert.Contains(t, string(env), `{"name":"HTTPS_PROXY","value":"http://proxy:3128"}`, "extraEnv after the downward-API variables")

@@ -146,7 +146,7 @@ func TestKubernetesAPIUnavailable(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "dead.kubeconfig")
 	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
-	p := startProvider(t, "-kubeconfig="+path)
+	p := startProvider(t, "-kubeconfig="+path, "-token-request-fallback")
 
 	start := time.Now()
 	resp, err := p.mount(t, kvCall(t))

@@ -26,7 +26,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	port, err := rig.FreePort()
 	require.NoError(t, err)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
-	p := startProvider(t, "-hmac-secret-name="+hmacName, "-metrics-addr="+metricsAddr)
+	p := startProvider(t, "-hmac-secret-name="+hmacName, "-metrics-addr="+metricsAddr, "-token-request-fallback")
 	app := createPod(t, appServiceAccount)
 	intruder := createPod(t, otherServiceAccount)
 	role := map[string]string{"roleName": kubeRole}
