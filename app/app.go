@@ -83,7 +83,8 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	kubeClient, namespace, err := kube.Connect(proc.Kubeconfig, getenv)
+	kubeClients, namespace, err := kube.Connect(proc.Kubeconfig, getenv)
+	kubeClient := kubeClients.Kube
 	switch {
 	case errors.Is(err, kube.ErrNoKubernetes):
 		log.Warn("running without Kubernetes access: no TokenRequest fallback, per-process version key", "reason", err)
@@ -107,17 +108,23 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	}
 	clients := vault.NewClients(proc.VaultTimeout)
 	clients.Log = log.With("component", "vault")
-	watching, err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods"))
+	pods, err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods"))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if watching && proc.RenewInterval > 0 {
+	var directory provider.PodDirectory
+	if pods != nil {
+		directory = podDirectory{pods}
+	}
+	if pods != nil && proc.RenewInterval > 0 {
 		go renewInBackground(ctx, proc.RenewInterval, proc.VaultTimeout, sessions, leases)
 	}
-	if kubeClient != nil {
-		overrides.Classes = func(ctx context.Context, namespace, name string) (map[string]string, error) {
-			return kube.ClassParameters(ctx, kubeClient, namespace, name)
+	if kubeClients.Dynamic != nil {
+		classes, err := kube.WatchClasses(ctx, kubeClients.Dynamic, log.With("component", "classes"))
+		if err != nil {
+			return nil, nil, nil, err
 		}
+		overrides.Classes = classes.Parameters
 	}
 	srv := &provider.Server{
 		Mounter: &provider.Mounter{
@@ -129,6 +136,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 			Leases:          leases,
 			Metrics:         m,
 			Overrides:       overrides,
+			Pods:            directory,
 			Log:             log.With("component", "mount"),
 			ReadConcurrency: proc.ReadConcurrency,
 			MountMaxBytes:   proc.MountMaxBytes,
@@ -197,14 +205,14 @@ func readiness(ctx context.Context, proc config.Process, clients *vault.Clients,
 
 // watchPods revokes the Vault tokens (and so the leases) of this node's pods
 // when they are deleted.
-func watchPods(ctx context.Context, proc config.Process, client kubernetes.Interface, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) (bool, error) {
+func watchPods(ctx context.Context, proc config.Process, client kubernetes.Interface, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) (*kube.Pods, error) {
 	switch {
 	case proc.NodeName == "":
-		log.Warn("no -node-name (NODE_NAME): Vault tokens and leases of deleted pods are left to expire instead of being revoked, and none is renewed in the background")
-		return false, nil
+		log.Warn("no -node-name (NODE_NAME): Vault tokens and leases of deleted pods are left to expire instead of being revoked, none is renewed in the background, and mount requests' pod attributes are not checked")
+		return nil, nil
 	case client == nil:
-		log.Warn("no Kubernetes access: Vault tokens and leases of deleted pods are left to expire instead of being revoked, and none is renewed in the background")
-		return false, nil
+		log.Warn("no Kubernetes access: Vault tokens and leases of deleted pods are left to expire instead of being revoked, none is renewed in the background, and mount requests' pod attributes are not checked")
+		return nil, nil
 	}
 	gone := func(uid string) {
 		revokeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), proc.VaultTimeout)
@@ -220,7 +228,17 @@ func watchPods(ctx context.Context, proc config.Process, client kubernetes.Inter
 			log.Info("revoked the Vault tokens and leases of a deleted pod", "pod_uid", uid, "tokens", n)
 		}
 	}
-	return true, kube.WatchPodDeletions(ctx, client, proc.NodeName, gone, log)
+	return kube.WatchPods(ctx, client, proc.NodeName, gone, log)
+}
+
+// podDirectory is kube.Pods as the mount flow reads it.
+type podDirectory struct{ pods *kube.Pods }
+
+func (d podDirectory) Synced() bool { return d.pods.Synced() }
+
+func (d podDirectory) Lookup(uid string) (auth.Pod, bool) {
+	p, ok := d.pods.Lookup(uid)
+	return auth.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID, ServiceAccount: p.ServiceAccount}, ok
 }
 
 // renewInBackground keeps the tokens and leases of this node's live pods

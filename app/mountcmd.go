@@ -151,12 +151,12 @@ func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) strin
 		in, err := inputFromFiles(f.classFile, f.tokenFile)
 		return in, nil, err
 	}
-	client, _, err := kube.Connect(f.kubeconfig, getenv)
+	clients, _, err := kube.Connect(f.kubeconfig, getenv)
 	if err != nil {
 		return mountInput{}, nil, fmt.Errorf("--pod needs cluster access: %w", err)
 	}
-	in, err := inputFromPod(ctx, client, f.podRef, f.volume)
-	return in, client, err
+	in, err := inputFromPod(ctx, clients, f.podRef, f.volume)
+	return in, clients.Kube, err
 }
 
 // prepareMount parses the class as a mount would, and mints the pod's token
@@ -275,12 +275,12 @@ func inputFromFiles(classFile, tokenFile string) (mountInput, error) {
 	return mountInput{class: c.Metadata.Name, params: c.Spec.Parameters, pod: pod, token: token}, nil
 }
 
-func inputFromPod(ctx context.Context, client kubernetes.Interface, ref, volume string) (mountInput, error) {
+func inputFromPod(ctx context.Context, clients kube.Clients, ref, volume string) (mountInput, error) {
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || ns == "" || name == "" {
 		return mountInput{}, fmt.Errorf("--pod %q: write it as NAMESPACE/NAME", ref)
 	}
-	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	pod, err := clients.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return mountInput{}, fmt.Errorf("--pod %s: %w", ref, err)
 	}
@@ -288,7 +288,7 @@ func inputFromPod(ctx context.Context, client kubernetes.Interface, ref, volume 
 	if err != nil {
 		return mountInput{}, fmt.Errorf("--pod %s: %w", ref, err)
 	}
-	params, err := kube.ClassParameters(ctx, client, ns, class)
+	params, err := kube.ClassParameters(ctx, clients.Dynamic, ns, class)
 	if err != nil {
 		return mountInput{}, fmt.Errorf("--pod %s: SecretProviderClass %s/%s: %w", ref, ns, class, err)
 	}

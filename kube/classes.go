@@ -2,28 +2,84 @@ package kube
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"log/slog"
 
-	"k8s.io/client-go/kubernetes"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
 )
 
-// ClassParameters returns spec.parameters of the SecretProviderClass
-// namespace/name (secrets-store.csi.x-k8s.io/v1).
-func ClassParameters(ctx context.Context, client kubernetes.Interface, namespace, name string) (map[string]string, error) {
-	raw, err := client.Discovery().RESTClient().Get().
-		AbsPath("/apis/secrets-store.csi.x-k8s.io/v1/namespaces", namespace, "secretproviderclasses", name).
-		DoRaw(ctx)
+var classes = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasses"}
+
+// Classes reads SecretProviderClasses' parameters from a watch of every
+// class (RBAC get, list, watch), stripped to their parameters: a mount
+// makes no apiserver call once the first list is in. A class the watch has
+// not seen yet (created a moment ago) is read with a GET.
+type Classes struct {
+	client   dynamic.Interface
+	informer cache.SharedIndexInformer
+}
+
+// WatchClasses starts the watch until ctx ends.
+func WatchClasses(ctx context.Context, client dynamic.Interface, log *slog.Logger) (*Classes, error) {
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(client, 0)
+	informer := factory.ForResource(classes).Informer()
+	if err := informer.SetTransform(classParametersOnly); err != nil {
+		return nil, fmt.Errorf("watching SecretProviderClasses: %w", err)
+	}
+	factory.Start(ctx.Done())
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+			log.Info("watching SecretProviderClasses: pod override checks read them from memory")
+		}
+	}()
+	return &Classes{client: client, informer: informer}, nil
+}
+
+// Parameters returns spec.parameters of the class namespace/name.
+func (c *Classes) Parameters(ctx context.Context, namespace, name string) (map[string]string, error) {
+	if c.informer.HasSynced() {
+		if obj, ok, err := c.informer.GetStore().GetByKey(namespace + "/" + name); err == nil && ok {
+			return parametersOf(obj.(*unstructured.Unstructured))
+		}
+	}
+	return ClassParameters(ctx, c.client, namespace, name)
+}
+
+// ClassParameters reads spec.parameters of the class namespace/name with a
+// GET.
+func ClassParameters(ctx context.Context, client dynamic.Interface, namespace, name string) (map[string]string, error) {
+	obj, err := client.Resource(classes).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	var spc struct {
-		Spec struct {
-			Parameters map[string]string `json:"parameters"`
-		} `json:"spec"`
+	return parametersOf(obj)
+}
+
+func parametersOf(obj *unstructured.Unstructured) (map[string]string, error) {
+	params, _, err := unstructured.NestedStringMap(obj.Object, "spec", "parameters")
+	if err != nil {
+		return nil, fmt.Errorf("SecretProviderClass %s/%s: spec.parameters: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
-	if err := json.Unmarshal(raw, &spc); err != nil {
-		return nil, fmt.Errorf("SecretProviderClass %s/%s: %w", namespace, name, err)
+	return params, nil
+}
+
+// classParametersOnly keeps of a class what the check reads.
+func classParametersOnly(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
 	}
-	return spc.Spec.Parameters, nil
+	kept := &unstructured.Unstructured{Object: map[string]any{"apiVersion": u.GetAPIVersion(), "kind": u.GetKind()}}
+	kept.SetNamespace(u.GetNamespace())
+	kept.SetName(u.GetName())
+	kept.SetResourceVersion(u.GetResourceVersion())
+	if params, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "parameters"); ok {
+		_ = unstructured.SetNestedField(kept.Object, params, "spec", "parameters")
+	}
+	return kept, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -18,10 +19,17 @@ var ErrNoKubernetes = errors.New("no Kubernetes access: not running in a cluster
 
 const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// Connect returns a client from kubeconfig when set, else from the in-cluster
+// Clients are the provider's two views of the API: typed for core and
+// authentication, dynamic for SecretProviderClasses (a CRD).
+type Clients struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+}
+
+// Connect returns clients from kubeconfig when set, else from the in-cluster
 // config, and the namespace the provider runs in (POD_NAMESPACE, the service
 // account's namespace, the kubeconfig context's namespace, else "default").
-func Connect(kubeconfig string, getenv func(string) string) (kubernetes.Interface, string, error) {
+func Connect(kubeconfig string, getenv func(string) string) (Clients, string, error) {
 	var cfg *rest.Config
 	namespace := getenv("POD_NAMESPACE")
 	if kubeconfig != "" {
@@ -29,7 +37,7 @@ func Connect(kubeconfig string, getenv func(string) string) (kubernetes.Interfac
 			&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{})
 		c, err := loader.ClientConfig()
 		if err != nil {
-			return nil, "", fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+			return Clients{}, "", fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 		}
 		cfg = c
 		if namespace == "" {
@@ -40,10 +48,10 @@ func Connect(kubeconfig string, getenv func(string) string) (kubernetes.Interfac
 	} else {
 		c, err := rest.InClusterConfig()
 		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, "", ErrNoKubernetes
+			return Clients{}, "", ErrNoKubernetes
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("in-cluster Kubernetes config: %w", err)
+			return Clients{}, "", fmt.Errorf("in-cluster Kubernetes config: %w", err)
 		}
 		cfg = c
 		if namespace == "" {
@@ -60,7 +68,11 @@ func Connect(kubeconfig string, getenv func(string) string) (kubernetes.Interfac
 	cfg.QPS, cfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("kubernetes client: %w", err)
+		return Clients{}, "", fmt.Errorf("kubernetes client: %w", err)
 	}
-	return client, namespace, nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return Clients{}, "", fmt.Errorf("kubernetes client: %w", err)
+	}
+	return Clients{Kube: client, Dynamic: dyn}, namespace, nil
 }

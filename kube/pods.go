@@ -13,19 +13,44 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// WatchPodDeletions calls gone with the uid of each pod on nodeName that is
-// deleted, until ctx ends. Only this node's pods are listed and watched
-// (field selector spec.nodeName), so memory stays bounded by the node.
-func WatchPodDeletions(ctx context.Context, client kubernetes.Interface, nodeName string, gone func(uid string), log *slog.Logger) error {
+// Pods watches this node's pods: it says when one is deleted, and what a
+// pod of a given uid is, so that a mount request's pod attributes can be
+// checked against the API. Only this node's pods are listed and watched
+// (field selector spec.nodeName), stripped to their identity, so memory
+// stays bounded by the node.
+type Pods struct {
+	Node     string
+	informer cache.SharedIndexInformer
+}
+
+// PodIdentity is what Pods keeps of a pod.
+type PodIdentity struct {
+	Namespace, Name, UID, ServiceAccount string
+}
+
+const byUID = "uid"
+
+// WatchPods starts watching nodeName's pods until ctx ends; gone is called
+// with the uid of each pod deleted.
+func WatchPods(ctx context.Context, client kubernetes.Interface, nodeName string, gone func(uid string), log *slog.Logger) (*Pods, error) {
 	selector := fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
 	informer := factory.Core().V1().Pods().Informer()
 	// Only a pod's identity is needed: keep nothing else in memory.
 	if err := informer.SetTransform(podIdentity); err != nil {
-		return fmt.Errorf("watching pods on node %s: %w", nodeName, err)
+		return nil, fmt.Errorf("watching pods on node %s: %w", nodeName, err)
 	}
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	err := informer.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			return []string{string(pod.UID)}, nil
+		}
+		return nil, nil
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("watching pods on node %s: %w", nodeName, err)
+	}
+	_, err = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
@@ -36,7 +61,7 @@ func WatchPodDeletions(ctx context.Context, client kubernetes.Interface, nodeNam
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("watching pods on node %s: %w", nodeName, err)
+		return nil, fmt.Errorf("watching pods on node %s: %w", nodeName, err)
 	}
 	factory.Start(ctx.Done())
 	go func() {
@@ -44,7 +69,20 @@ func WatchPodDeletions(ctx context.Context, client kubernetes.Interface, nodeNam
 			log.Info("watching this node's pods to revoke their Vault tokens and leases when they go", "node", nodeName)
 		}
 	}()
-	return nil
+	return &Pods{Node: nodeName, informer: informer}, nil
+}
+
+// Synced reports whether the first list of this node's pods is in.
+func (p *Pods) Synced() bool { return p.informer.HasSynced() }
+
+// Lookup returns the pod of uid on this node, as last seen.
+func (p *Pods) Lookup(uid string) (PodIdentity, bool) {
+	objs, err := p.informer.GetIndexer().ByIndex(byUID, uid)
+	if err != nil || len(objs) == 0 {
+		return PodIdentity{}, false
+	}
+	pod := objs[0].(*corev1.Pod)
+	return PodIdentity{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName}, true
 }
 
 // podIdentity strips a pod to what the watcher needs.
@@ -53,7 +91,8 @@ func podIdentity(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
-	}}, nil
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion},
+		Spec:       corev1.PodSpec{ServiceAccountName: pod.Spec.ServiceAccountName, NodeName: pod.Spec.NodeName},
+	}, nil
 }

@@ -76,7 +76,7 @@ func Code(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, spc.ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, render.ErrDecode):
 		return codes.InvalidArgument
-	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden), errors.Is(err, ErrPodOverride):
+	case errors.Is(err, vault.ErrPermissionDenied), errors.Is(err, auth.ErrTokenRequestForbidden), errors.Is(err, ErrPodOverride), errors.Is(err, ErrPodIdentity):
 		return codes.PermissionDenied
 	case errors.Is(err, vault.ErrNotFound), errors.Is(err, render.ErrSecretKeyNotFound), errors.Is(err, vault.ErrEmptyResponse):
 		return codes.NotFound

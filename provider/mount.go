@@ -43,6 +43,8 @@ type Mounter struct {
 	Leases *lease.Cache
 	// Overrides decides which sensitive parameters pods may set.
 	Overrides OverridePolicy
+	// Pods checks requests' pod attributes; nil checks nothing.
+	Pods PodDirectory
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
@@ -71,6 +73,9 @@ type mount struct {
 
 // Mount reads every object of a parsed request from Vault and returns the files.
 func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.MountResponse, error) {
+	if err := m.checkPod(ctx, params.Pod); err != nil {
+		return nil, err
+	}
 	if err := m.Overrides.check(ctx, params); err != nil {
 		return nil, err
 	}

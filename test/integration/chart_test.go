@@ -99,7 +99,7 @@ func TestChartDefaults(t *testing.T) {
 
 	rules, _ := json.Marshal(field(t, objs["ClusterRole"][0], "rules"))
 	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["pods"],"verbs":["list","watch"]},
-		{"apiGroups":["secrets-store.csi.x-k8s.io"],"resources":["secretproviderclasses"],"verbs":["get"]}]`, string(rules))
+		{"apiGroups":["secrets-store.csi.x-k8s.io"],"resources":["secretproviderclasses"],"verbs":["get","list","watch"]}]`, string(rules))
 	rules, _ = json.Marshal(field(t, objs["Role"][0], "rules"))
 	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get","list","watch"]},
 		{"apiGroups":[""],"resources":["secrets"],"verbs":["create"]}]`, string(rules))

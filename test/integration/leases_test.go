@@ -118,7 +118,9 @@ func TestPodDeletionRevokes(t *testing.T) {
 	require.NoError(t, err)
 	params := map[string]string{"roleName": kubeRole, "objects": dbObjects(rig.DBRole)}
 	user, pass, _ := credentials(t, p, mountCall{pod: pod, params: params, tokenAudiences: []string{"vault"}})
-	otherUser, otherPass, _ := credentials(t, p, mountCall{pod: elsewhere, params: params, tokenAudiences: []string{"vault"}})
+	other := startProvider(t, "-node-name=node-b") // node-b's own provider
+	require.Eventually(t, func() bool { return strings.Contains(other.logs.String(), "watching this node's pods") }, 10*time.Second, 50*time.Millisecond)
+	otherUser, otherPass, _ := credentials(t, other, mountCall{pod: elsewhere, params: params, tokenAudiences: []string{"vault"}})
 	require.NoError(t, env.Postgres.Login(user, pass))
 	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "watching this node's pods") }, 10*time.Second, 50*time.Millisecond)
 	revocations := vaultRequests(t, "auth/token/revoke-self")
