@@ -58,6 +58,14 @@ type Mounter struct {
 	MountMaxBytes int64
 
 	kv KVPaths
+
+	templatesOnce sync.Once
+	templates     *templateSlots
+}
+
+func (m *Mounter) templateSlots() *templateSlots {
+	m.templatesOnce.Do(func() { m.templates = newTemplateSlots() })
+	return m.templates
 }
 
 // mount holds one mount's resolved inputs.
@@ -207,6 +215,11 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) { return m.podToken(ctx, mt, sess, o) }
 		case o.Template != "":
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) {
+				release, err := m.templateSlots().acquire(ctx, mt.params.Pod.Namespace)
+				if err != nil {
+					return render.Fetched{}, fmt.Errorf("object %q: waiting to run its template: %w", o.Name, err)
+				}
+				defer release()
 				out, err := render.Template(ctx, o, once.get, budget)
 				return render.Fetched{Body: out.Output, Versioned: out.Versioned}, err
 			}

@@ -23,9 +23,11 @@ import (
 // TestHostileTenantsCannotStallOthers: pods of one namespace send the
 // inputs that used to take a node's provider down (templates that spin or
 // build gigabytes, object lists over the bound), all at once and again, to
-// the real provider and Vault. Each is refused within seconds with a code
-// and a message naming the object; meanwhile another pod's mounts keep
-// succeeding; a refused list costs no Vault call.
+// the real provider and Vault. Each is refused with a code and a message
+// naming the object (templates queue for the node's template slots, so the
+// last waits for the others); meanwhile another pod's mounts keep
+// succeeding with their quiet latency, the provider's memory stays within
+// the chart's limit, and a refused list costs no Vault call.
 func TestHostileTenantsCannotStallOthers(t *testing.T) {
 	port, err := rig.FreePort()
 	require.NoError(t, err)
@@ -50,8 +52,10 @@ func TestHostileTenantsCannotStallOthers(t *testing.T) {
 		resp, err := p.mount(t, mountCall{pod: victim, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}})
 		return time.Since(start), err == nil && string(resp.Files[0].Contents) == plantedPassword
 	}
+	_, ok := victimMount() // logs in: the quiet run is of warm mounts, as the attacked one is
+	require.True(t, ok)
 	var quiet []time.Duration
-	for range 40 {
+	for range 200 {
 		took, ok := victimMount()
 		require.True(t, ok)
 		quiet = append(quiet, took)
@@ -61,7 +65,7 @@ func TestHostileTenantsCannotStallOthers(t *testing.T) {
 	var mu sync.Mutex
 	var longest time.Duration
 	stopSampling := sampleMemory()
-	for round := range 3 { // the kubelet retries: each attempt is bounded too
+	for round := range 2 { // the kubelet retries: each attempt is bounded too
 		for _, a := range attacks {
 			wg.Go(func() {
 				start := time.Now()
@@ -97,9 +101,10 @@ func TestHostileTenantsCannotStallOthers(t *testing.T) {
 	}
 	peak := stopSampling()
 	t.Logf("hostile mounts: %d, longest %s; the other pod: quiet p99 %s (%d mounts), under attack p99 %s (%d mounts, %d failed); peak memory from the OS %.1f MiB",
-		3*len(attacks), longest.Round(time.Millisecond), p99(quiet), len(quiet), p99(attacked), len(attacked), failures, float64(peak)/(1<<20))
+		2*len(attacks), longest.Round(time.Millisecond), p99(quiet), len(quiet), p99(attacked), len(attacked), failures, float64(peak)/(1<<20))
 	assert.Zero(t, failures, "the other pod was served throughout")
-	assert.Less(t, longest, 20*time.Second, "every hostile mount ended within seconds")
+	assert.LessOrEqual(t, p99(attacked), 2*p99(quiet)+10*time.Millisecond, "the other pod's mounts keep their latency (2x, and 10 ms for timer noise)")
+	assert.Less(t, longest, time.Minute, "every hostile mount ended, well inside the kubelet's 2 minutes, though the namespace's templates queue behind each other")
 	assert.Less(t, peak, uint64(128<<20), "within the chart's memory limit")
 
 	before := vaultCalls(t, metricsAddr)
