@@ -21,7 +21,10 @@ import (
 // on (-node-name), a request whose uid, namespace, name or service account
 // is not the API's pod of this node is refused before any login.
 func TestPodAttributesChecked(t *testing.T) {
-	p := startProvider(t, "-node-name=node-id")
+	port, err := rig.FreePort()
+	require.NoError(t, err)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
+	p := startProvider(t, "-node-name=node-id", "-metrics-addr="+metricsAddr)
 	ctx := context.Background()
 	pod, err := env.CreatePod(ctx, dnsName(t.Name()), appServiceAccount, "node-id")
 	require.NoError(t, err)
@@ -34,7 +37,8 @@ func TestPodAttributesChecked(t *testing.T) {
 	require.NoError(t, err, "the node's own pod mounts")
 	assert.Equal(t, plantedPassword, string(resp.Files[0].Contents))
 
-	logins := vaultRequests(t, "auth/kubernetes/login")
+	calls := vaultCalls(t, metricsAddr) // this provider's own, not other tests'
+
 	token, err := env.KubeletToken(ctx, pod, "vault") // the pod's real token, sent with attributes that lie
 	require.NoError(t, err)
 	forged := []struct {
@@ -63,7 +67,7 @@ func TestPodAttributesChecked(t *testing.T) {
 	st := status.Convert(err)
 	assert.Equal(t, codes.PermissionDenied, st.Code(), st.Message())
 	assert.Contains(t, st.Message(), "is not a pod of this node", "another node's pod is not this provider's")
-	assert.Zero(t, vaultRequests(t, "auth/kubernetes/login")-logins, "refused before any login")
+	assert.Equal(t, calls, vaultCalls(t, metricsAddr), "refused before any login or read")
 }
 
 // TestClassesReadFromTheWatch: the pod-override check reads
@@ -100,11 +104,5 @@ func classGets(t *testing.T) int {
 	t.Helper()
 	raw, err := env.Kube.AdminClient.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	require.NoError(t, err)
-	total := 0
-	for _, m := range classGetLines.FindAllStringSubmatch(string(raw), -1) {
-		n, err := strconv.Atoi(m[1])
-		require.NoError(t, err)
-		total += n
-	}
-	return total
+	return sumSamples(t, string(raw), classGetLines)
 }

@@ -75,15 +75,21 @@ func startSlowProxy(t *testing.T, upstream string, delay time.Duration) *slowPro
 // stops accepting, lets a running mount finish, and removes its socket.
 func TestShutdownFinishesInFlightMounts(t *testing.T) {
 	proxy := startSlowProxy(t, strings.TrimPrefix(env.Vault.Addr, "http://"), 1500*time.Millisecond)
-	p := startProvider(t, "-vault-addr="+proxy.addr)
-	req := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}.request(t)
+	// Only the mount goes through the slow proxy (its class names it): the
+	// readiness checks of -vault-addr must not be what the proxy sees first.
+	p := startProvider(t, "-allow-pod-overrides=vaultAddress")
+	req := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject, "vaultAddress": proxy.addr}, tokenAudiences: []string{"vault"}}.request(t)
 
 	done := make(chan error, 1)
 	go func() {
 		_, err := p.client.Mount(context.Background(), req)
 		done <- err
 	}()
-	<-proxy.seen // the mount is talking to Vault
+	select {
+	case <-proxy.seen: // the mount is talking to Vault
+	case err := <-done:
+		t.Fatalf("the mount ended before it reached Vault: %v", err)
+	}
 	require.NoError(t, p.stop())
 	assert.NoError(t, <-done, "the in-flight mount completed")
 	_, err := os.Stat(p.socket)

@@ -159,8 +159,15 @@ var vaultRequestLines = regexp.MustCompile(`(?m)^vault_csi_provider_vault_reques
 // vaultCalls is how many calls the provider made to Vault, by its metrics.
 func vaultCalls(t *testing.T, metricsAddr string) int {
 	t.Helper()
+	return sumSamples(t, scrape(t, metricsAddr), vaultRequestLines)
+}
+
+// sumSamples adds up the values of the metric lines that samples matches
+// (its first group is the value).
+func sumSamples(t *testing.T, text string, samples *regexp.Regexp) int {
+	t.Helper()
 	total := 0
-	for _, m := range vaultRequestLines.FindAllStringSubmatch(scrape(t, metricsAddr), -1) {
+	for _, m := range samples.FindAllStringSubmatch(text, -1) {
 		n, err := strconv.Atoi(m[1])
 		require.NoError(t, err)
 		total += n

@@ -288,7 +288,7 @@ func StartVault(dir, binDir, name string) (*VaultServer, error) {
 		return v, err
 	}
 	v.Root.SetToken(rootToken)
-	if v.TLS, err = startTLS(dir, v.Addr); err != nil {
+	if v.TLS, err = startTLS(dir, name, v.Addr); err != nil {
 		return v, err
 	}
 	err = waitFor(v.proc, 60*time.Second, func() error {

@@ -27,12 +27,12 @@ type VaultTLS struct {
 }
 
 // startTLS serves vaultAddr over TLS.
-func startTLS(dir, vaultAddr string) (*VaultTLS, error) {
+func startTLS(dir, name, vaultAddr string) (*VaultTLS, error) {
 	target, err := url.Parse(vaultAddr)
 	if err != nil {
 		return nil, err
 	}
-	t := &VaultTLS{dir: filepath.Join(dir, "vault-tls")}
+	t := &VaultTLS{dir: filepath.Join(dir, name+"-tls")} // one per server: StartVault runs several in one directory
 	if err := os.MkdirAll(t.dir, 0o700); err != nil {
 		return nil, err
 	}
