@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +20,7 @@ import (
 // on (-node-name), a request whose uid, namespace, name or service account
 // is not the API's pod of this node is refused before any login.
 func TestPodAttributesChecked(t *testing.T) {
-	port, err := rig.FreePort()
-	require.NoError(t, err)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
+	metricsAddr := freeAddr(t)
 	p := startProvider(t, "-node-name=node-id", "-metrics-addr="+metricsAddr)
 	ctx := context.Background()
 	pod, err := env.CreatePod(ctx, dnsName(t.Name()), appServiceAccount, "node-id")

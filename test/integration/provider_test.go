@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +114,14 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// freeAddr is 127.0.0.1 and a free port, for a provider's -metrics-addr.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := rig.FreePort()
+	require.NoError(t, err)
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 func createPod(t *testing.T, serviceAccount string) rig.Pod {

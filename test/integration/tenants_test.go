@@ -16,8 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
 // TestHostileTenantsCannotStallOthers: pods of one namespace send the
@@ -29,9 +27,7 @@ import (
 // succeeding with their quiet latency, the provider's memory stays within
 // the chart's limit, and a refused list costs no Vault call.
 func TestHostileTenantsCannotStallOthers(t *testing.T) {
-	port, err := rig.FreePort()
-	require.NoError(t, err)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
+	metricsAddr := freeAddr(t)
 	p := startProvider(t, "-max-objects=4", "-metrics-addr="+metricsAddr)
 	hostile := createPod(t, appServiceAccount)
 	victim := createPod(t, appServiceAccount)
@@ -108,7 +104,7 @@ func TestHostileTenantsCannotStallOthers(t *testing.T) {
 	assert.Less(t, peak, uint64(128<<20), "within the chart's memory limit")
 
 	before := vaultCalls(t, metricsAddr)
-	_, err = p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": objectList(5)}, tokenAudiences: []string{"vault"}})
+	_, err := p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": objectList(5)}, tokenAudiences: []string{"vault"}})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.Equal(t, before, vaultCalls(t, metricsAddr), "a refused list makes no login and no read")
 }
