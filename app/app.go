@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
@@ -84,7 +83,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		return nil, nil, nil, err
 	}
 	kubeClients, namespace, err := kube.Connect(proc.Kubeconfig, getenv)
-	kubeClient := kubeClients.Kube
+	kubeClient := kubeClients.Core
 	switch {
 	case errors.Is(err, kube.ErrNoKubernetes):
 		log.Warn("running without Kubernetes access: no TokenRequest fallback, per-process version key", "reason", err)
@@ -131,7 +130,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 			Defaults:        proc.Vault,
 			Clients:         clients,
 			Sessions:        sessions,
-			Tokens:          auth.TokenSource{Kube: kubeClient, Fallback: proc.TokenRequestFallback},
+			Tokens:          auth.TokenSource{Kube: minter(kubeClient), Fallback: proc.TokenRequestFallback},
 			Keys:            keys,
 			Leases:          leases,
 			Metrics:         m,
@@ -205,7 +204,7 @@ func readiness(ctx context.Context, proc config.Process, clients *vault.Clients,
 
 // watchPods revokes the Vault tokens (and so the leases) of this node's pods
 // when they are deleted.
-func watchPods(ctx context.Context, proc config.Process, client kubernetes.Interface, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) (*kube.Pods, error) {
+func watchPods(ctx context.Context, proc config.Process, client *kube.Core, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) (*kube.Pods, error) {
 	switch {
 	case proc.NodeName == "":
 		log.Warn("no -node-name (NODE_NAME): Vault tokens and leases of deleted pods are left to expire instead of being revoked, none is renewed in the background, and mount requests' pod attributes are not checked")
@@ -229,6 +228,15 @@ func watchPods(ctx context.Context, proc config.Process, client kubernetes.Inter
 		}
 	}
 	return kube.WatchPods(ctx, client, proc.NodeName, gone, log)
+}
+
+// minter is core as the token source's minter: nil without Kubernetes
+// access (an interface holding a nil *kube.Core would not be nil).
+func minter(core *kube.Core) auth.Minter {
+	if core == nil {
+		return nil
+	}
+	return core
 }
 
 // podDirectory is kube.Pods as the mount flow reads it.

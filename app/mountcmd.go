@@ -15,8 +15,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
@@ -146,7 +144,7 @@ func mountCommand(ctx context.Context, args []string, getenv func(string) string
 }
 
 // loadMountInput reads the class and the pod, from files or from the cluster.
-func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) string) (mountInput, kubernetes.Interface, error) {
+func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) string) (mountInput, auth.Minter, error) {
 	if f.podRef == "" {
 		in, err := inputFromFiles(f.classFile, f.tokenFile)
 		return in, nil, err
@@ -156,13 +154,13 @@ func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) strin
 		return mountInput{}, nil, fmt.Errorf("--pod needs cluster access: %w", err)
 	}
 	in, err := inputFromPod(ctx, clients, f.podRef, f.volume)
-	return in, clients.Kube, err
+	return in, minter(clients.Core), err
 }
 
 // prepareMount parses the class as a mount would, and mints the pod's token
 // when it came from the cluster. It returns the parsed request and the
 // defaults (environment, --vault-addr) the class is layered on.
-func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client kubernetes.Interface, getenv func(string) string) (spc.Params, config.Vault, error) {
+func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth.Minter, getenv func(string) string) (spc.Params, config.Vault, error) {
 	defaults, err := config.FromEnv(getenv)
 	if err != nil {
 		return spc.Params{}, config.Vault{}, err
@@ -189,7 +187,7 @@ func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client kube
 }
 
 // troubleshootingMounter is a Mounter that explains each step on stdout.
-func troubleshootingMounter(vcfg config.Vault, timeout time.Duration, client kubernetes.Interface, stdout io.Writer) (*provider.Mounter, error) {
+func troubleshootingMounter(vcfg config.Vault, timeout time.Duration, client auth.Minter, stdout io.Writer) (*provider.Mounter, error) {
 	keys, err := kube.NewHMACKey(nil, "", "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
@@ -280,7 +278,7 @@ func inputFromPod(ctx context.Context, clients kube.Clients, ref, volume string)
 	if !ok || ns == "" || name == "" {
 		return mountInput{}, fmt.Errorf("--pod %q: write it as NAMESPACE/NAME", ref)
 	}
-	pod, err := clients.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	pod, err := clients.Core.Pod(ctx, ns, name)
 	if err != nil {
 		return mountInput{}, fmt.Errorf("--pod %s: %w", ref, err)
 	}

@@ -14,9 +14,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Pod identifies the pod a mount is for, as the kubelet reports it.
@@ -73,10 +71,16 @@ func ParseTokens(raw string) (map[string]Token, error) {
 // TokenLifetime is how long a minted token lives (the API's minimum is 10 minutes).
 const TokenLifetime = 15 * time.Minute
 
+// Minter creates service-account tokens with the TokenRequest API
+// (kube.Core).
+type Minter interface {
+	CreateToken(ctx context.Context, namespace, serviceAccount string, req *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error)
+}
+
 // TokenSource picks the token for an audience, minting one when the driver
 // sent none. Kube may be nil, in which case nothing is minted.
 type TokenSource struct {
-	Kube kubernetes.Interface
+	Kube Minter
 	// Fallback mints a token with the TokenRequest API when the driver sent
 	// none for the audience (-token-request-fallback). Off, the provider
 	// needs no right to create tokens for other service accounts.
@@ -115,7 +119,7 @@ func (s TokenSource) Token(ctx context.Context, pod Pod, audience string, sent m
 			},
 		},
 	}
-	resp, err := s.Kube.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, pod.ServiceAccount, req, metav1.CreateOptions{})
+	resp, err := s.Kube.CreateToken(ctx, pod.Namespace, pod.ServiceAccount, req)
 	switch {
 	case apierrors.IsForbidden(err):
 		return Token{}, fmt.Errorf("%w: the driver sent no token for audience %q and the provider's service account may not create serviceaccounts/token in namespace %q: grant it verb create on resource serviceaccounts/token, or add {audience: %s} to the CSIDriver's tokenRequests", ErrTokenRequestForbidden, audience, pod.Namespace, audience)

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -34,7 +33,7 @@ const (
 // client, or while the apiserver fails, a random per-process key is used
 // (versions then change when the process restarts), and the failure is logged.
 type HMACKey struct {
-	client    kubernetes.Interface
+	client    *Core
 	namespace string
 	name      string
 	log       *slog.Logger
@@ -46,7 +45,7 @@ type HMACKey struct {
 }
 
 // NewHMACKey returns the key source for Secret namespace/name. client may be nil.
-func NewHMACKey(client kubernetes.Interface, namespace, name string, log *slog.Logger) (*HMACKey, error) {
+func NewHMACKey(client *Core, namespace, name string, log *slog.Logger) (*HMACKey, error) {
 	k := &HMACKey{client: client, namespace: namespace, name: name, log: log, processKey: make([]byte, hmacKeyBytes)}
 	if _, err := rand.Read(k.processKey); err != nil {
 		return nil, fmt.Errorf("random HMAC key: %w", err)
@@ -92,8 +91,7 @@ func (k *HMACKey) Watch(ctx context.Context) error {
 	if k.client == nil {
 		return nil
 	}
-	lw := cache.NewListWatchFromClient(k.client.CoreV1().RESTClient(), "secrets", k.namespace,
-		fields.OneTermEqualSelector("metadata.name", k.name))
+	lw := k.client.listWatch("secrets", k.namespace, fields.OneTermEqualSelector("metadata.name", k.name))
 	informer := cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})
 	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    k.observe,
@@ -135,21 +133,20 @@ func (k *HMACKey) observe(obj any) {
 func (k *HMACKey) getOrCreate(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	secrets := k.client.CoreV1().Secrets(k.namespace)
-	s, err := secrets.Get(ctx, k.name, metav1.GetOptions{})
+	s, err := k.client.Secret(ctx, k.namespace, k.name)
 	if apierrors.IsNotFound(err) {
 		key := make([]byte, hmacKeyBytes)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		s, err = secrets.Create(ctx, &corev1.Secret{
+		s, err = k.client.CreateSecret(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: k.name, Namespace: k.namespace,
 				Labels: map[string]string{"app.kubernetes.io/managed-by": "vault-csi-provider"}},
 			Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{hmacKeyField: key},
-		}, metav1.CreateOptions{})
+		})
 		if apierrors.IsAlreadyExists(err) { // another provider won the race: use its key
-			s, err = secrets.Get(ctx, k.name, metav1.GetOptions{})
+			s, err = k.client.Secret(ctx, k.namespace, k.name)
 		}
 	}
 	if err != nil {

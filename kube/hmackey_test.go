@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -49,7 +48,7 @@ func TestHMACKeyApiserverDown(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr})
+	client, err := NewCore(&rest.Config{Host: "http://" + addr})
 	require.NoError(t, err)
 
 	var logs logBuffer

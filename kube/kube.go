@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -19,10 +18,10 @@ var ErrNoKubernetes = errors.New("no Kubernetes access: not running in a cluster
 
 const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// Clients are the provider's two views of the API: typed for core and
-// authentication, dynamic for SecretProviderClasses (a CRD).
+// Clients are the provider's two views of the API: typed for core/v1 and
+// TokenRequests, dynamic for SecretProviderClasses (a CRD).
 type Clients struct {
-	Kube    kubernetes.Interface
+	Core    *Core
 	Dynamic dynamic.Interface
 }
 
@@ -66,7 +65,7 @@ func Connect(kubeconfig string, getenv func(string) string) (Clients, string, er
 	cfg.UserAgent = "vault-csi-provider"
 	// A burst of pods starting on a node may each need a TokenRequest.
 	cfg.QPS, cfg.Burst = 50, 100
-	client, err := kubernetes.NewForConfig(cfg)
+	core, err := NewCore(cfg)
 	if err != nil {
 		return Clients{}, "", fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -74,5 +73,5 @@ func Connect(kubeconfig string, getenv func(string) string) (Clients, string, er
 	if err != nil {
 		return Clients{}, "", fmt.Errorf("kubernetes client: %w", err)
 	}
-	return Clients{Kube: client, Dynamic: dyn}, namespace, nil
+	return Clients{Core: core, Dynamic: dyn}, namespace, nil
 }

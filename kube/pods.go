@@ -8,8 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -32,11 +30,9 @@ const byUID = "uid"
 
 // WatchPods starts watching nodeName's pods until ctx ends; gone is called
 // with the uid of each pod deleted.
-func WatchPods(ctx context.Context, client kubernetes.Interface, nodeName string, gone func(uid string), log *slog.Logger) (*Pods, error) {
-	selector := fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
-	informer := factory.Core().V1().Pods().Informer()
+func WatchPods(ctx context.Context, client *Core, nodeName string, gone func(uid string), log *slog.Logger) (*Pods, error) {
+	lw := client.listWatch("pods", metav1.NamespaceAll, fields.OneTermEqualSelector("spec.nodeName", nodeName))
+	informer := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 	// Only a pod's identity is needed: keep nothing else in memory.
 	if err := informer.SetTransform(podIdentity); err != nil {
 		return nil, fmt.Errorf("watching pods on node %s: %w", nodeName, err)
@@ -63,7 +59,7 @@ func WatchPods(ctx context.Context, client kubernetes.Interface, nodeName string
 	if err != nil {
 		return nil, fmt.Errorf("watching pods on node %s: %w", nodeName, err)
 	}
-	factory.Start(ctx.Done())
+	go informer.Run(ctx.Done())
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 			log.Info("watching this node's pods to revoke their Vault tokens and leases when they go", "node", nodeName)
