@@ -100,6 +100,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	m := metrics.New()
 	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
 	sessions.Metrics = m
+	sessions.LimitLogins(proc.LoginConcurrency)
 	var leases *lease.Cache
 	if proc.CacheSize > 0 {
 		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseCacheMaxBytes, proc.LeaseMinRemaining)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -52,11 +53,14 @@ type LoginFunc func(ctx context.Context) (vault.Session, error)
 // leases they hold: the pod's next mount logs in and reads them anew); size
 // 0 keeps none, so every Get logs in. Forget revokes and drops a token the
 // provider stops using; RevokePod revokes the tokens of a pod that is gone,
-// and with them every lease they created.
+// and with them every lease they created. With LimitLogins, at most that
+// many logins are in flight at once; the others wait their turn (within
+// LoginTimeout).
 type Sessions struct {
 	cache   *cache.Cache[cachedSession]
 	now     func() time.Time
 	serials atomic.Uint64 // the last Session.Serial given
+	logins  chan struct{} // a slot per login in flight; nil: no bound
 	// LoginTimeout bounds a shared login, which outlives any one caller's context.
 	LoginTimeout time.Duration
 	// Renew and Revoke talk to Vault; tests may replace them.
@@ -100,6 +104,26 @@ func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 	return s
 }
 
+// LimitLogins bounds the logins in flight at once to n (-login-concurrency).
+func (s *Sessions) LimitLogins(n int) {
+	if n > 0 {
+		s.logins = make(chan struct{}, n)
+	}
+}
+
+// login runs one login in its turn.
+func (s *Sessions) login(ctx context.Context, login LoginFunc) (vault.Session, error) {
+	if s.logins != nil {
+		select {
+		case s.logins <- struct{}{}:
+			defer func() { <-s.logins }()
+		case <-ctx.Done():
+			return vault.Session{}, fmt.Errorf("waiting for a turn to log in (-login-concurrency=%d logins at once are in flight): %w", cap(s.logins), context.Cause(ctx))
+		}
+	}
+	return login(ctx)
+}
+
 // Get returns a usable session for id, renewing or logging in when needed.
 // fresh reports whether this call's result came from a new login.
 func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (session vault.Session, fresh bool, err error) {
@@ -117,7 +141,7 @@ func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (sessi
 			return result{sess, false}, nil
 		}
 		s.Metrics.CacheEvent("token", "miss")
-		sess, err := login(opCtx)
+		sess, err := s.login(opCtx, login)
 		if err != nil {
 			return nil, err
 		}

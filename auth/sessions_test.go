@@ -179,3 +179,46 @@ func TestEvictedTokensAreRevoked(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, fresh)
 }
+
+// TestLoginsAreBounded: 60 new identities at once with LimitLogins(4): all
+// get a token, never more than 4 logins run at once; a login that cannot
+// get its turn before its deadline says which flag bounds it.
+func TestLoginsAreBounded(t *testing.T) {
+	s := NewSessions(100, 5*time.Second)
+	s.LimitLogins(4)
+	var inFlight, most atomic.Int32
+	login := func(context.Context) (vault.Session, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(5 * time.Millisecond)
+		return vault.Session{TTL: time.Hour}, nil
+	}
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Go(func() {
+			_, fresh, err := s.Get(context.Background(), identity(fmt.Sprint(i)), login)
+			assert.NoError(t, err)
+			assert.True(t, fresh)
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(4), most.Load(), "logins in flight at once")
+	assert.Equal(t, 60, s.Len())
+
+	blocked := NewSessions(100, 50*time.Millisecond)
+	blocked.LimitLogins(1)
+	release := make(chan struct{})
+	go func() {
+		_, _, _ = blocked.Get(context.Background(), identity("slow"), func(context.Context) (vault.Session, error) {
+			<-release
+			return vault.Session{TTL: time.Hour}, nil
+		})
+	}()
+	time.Sleep(10 * time.Millisecond)
+	_, _, err := blocked.Get(context.Background(), identity("waiting"), login)
+	close(release)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "-login-concurrency=1")
+}

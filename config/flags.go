@@ -34,8 +34,11 @@ type Process struct {
 	PrintVersion        bool
 	// NodeName is this node; pods on it are watched so that their tokens
 	// and leases are revoked when they are deleted.
-	NodeName          string
-	ReadConcurrency   int
+	NodeName        string
+	ReadConcurrency int
+	// LoginConcurrency bounds the Vault logins in flight at once, every pod
+	// together: a burst or a restart queues instead of storming Vault.
+	LoginConcurrency  int
 	LeaseMinRemaining float64
 	// MaxObjects bounds the objects list of one mount.
 	MaxObjects int
@@ -61,6 +64,7 @@ const (
 	DefaultCacheSize         = 1000
 	DefaultVaultTimeout      = 20 * time.Second
 	DefaultReadConcurrency   = 8
+	DefaultLoginConcurrency  = 16
 	DefaultMaxObjects        = 256 // spc.DefaultMaxObjects; config imports no provider package
 	DefaultMountMaxBytes     = 16 << 20
 	DefaultLeaseCacheBytes   = 16 << 20
@@ -130,6 +134,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&p.VaultHealthInterval, "vault-health-interval", 10*time.Second, "how often /health/ready asks Vault's sys/health (only when -vault-addr or VAULT_ADDR is set); not ready after three intervals without a healthy answer")
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
+	fs.IntVar(&p.LoginConcurrency, "login-concurrency", DefaultLoginConcurrency, "Vault logins in flight at once, all pods together (each is a TokenReview for Vault too): a burst of new pods or a provider restart queues its logins instead of storming Vault and the apiserver")
 	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
@@ -193,6 +198,7 @@ func (p *Process) validate() []error {
 	bad(p.RenewInterval < 0, "-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval)
 	bad(p.VaultHealthInterval <= 0, "-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval)
 	bad(p.ReadConcurrency < 1, "-read-concurrency: %d: use 1 or more", p.ReadConcurrency)
+	bad(p.LoginConcurrency < 1 || p.LoginConcurrency > 1024, "-login-concurrency: %d: use 1 to 1024", p.LoginConcurrency)
 	bad(p.MountMaxBytes < 1<<20, "-mount-max-bytes: %d: use 1Mi or more", p.MountMaxBytes)
 	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
