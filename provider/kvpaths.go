@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hashicorp/vault/api"
 
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
@@ -42,11 +41,11 @@ type kvMount struct {
 
 // Resolve returns the path to read for a GET of p. observe is told the
 // outcome of each lookup Vault is asked.
-func (k *KVPaths) Resolve(ctx context.Context, client *api.Client, conn, p string, observe func(error)) string {
+func (k *KVPaths) Resolve(ctx context.Context, sess vault.Session, conn, p string, observe func(error)) string {
 	m, ok := k.lookup(conn, p)
 	if !ok {
 		var err error
-		m, err = k.ask(ctx, client, p)
+		m, err = k.ask(ctx, sess, p)
 		observe(err)
 		if err != nil {
 			return p // not confirmed by Vault: as written, and asked again next time
@@ -103,9 +102,9 @@ var errNoMount = errors.New("vault named no mount")
 
 // ask looks the mount of p up in Vault. When Vault refuses or does not
 // say, the answer is p itself as a mount that is not KV v2.
-func (k *KVPaths) ask(ctx context.Context, client *api.Client, p string) (kvMount, error) {
+func (k *KVPaths) ask(ctx context.Context, sess vault.Session, p string) (kvMount, error) {
 	asIs := kvMount{path: p + "/"}
-	body, err := vault.Do(ctx, client, vault.Request{Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + p})
+	body, err := vault.Do(ctx, sess, vault.Request{Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + p})
 	if err != nil {
 		return asIs, err
 	}

@@ -141,9 +141,7 @@ func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Clien
 	if err != nil {
 		return nil, err
 	}
-	if sess, err = sess.On(base); err != nil { // rotated CA or client certificate files
-		return nil, err
-	}
+	sess = sess.On(base) // rotated CA or client certificate files
 	bodies, err := m.readAll(ctx, mt, sess)
 	if err == nil || fresh || !vault.IsPermissionDenied(err) {
 		return bodies, err
@@ -232,24 +230,25 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 	}
 	var mu sync.Mutex
 	results := make(map[string]render.Fetched, len(tasks))
+	run := func(ctx context.Context, key string, task func(context.Context) (render.Fetched, error)) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w (%T) while reading the objects", cache.ErrPanicked, r)
+			}
+		}()
+		f, err := task(ctx)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		results[key] = f
+		mu.Unlock()
+		return nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(m.ReadConcurrency, 1))
 	for key, task := range tasks {
-		g.Go(func() (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					err = fmt.Errorf("%w (%T) while reading the objects", cache.ErrPanicked, r)
-				}
-			}()
-			f, err := task(gctx)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			results[key] = f
-			mu.Unlock()
-			return nil
-		})
+		g.Go(func() error { return run(gctx, key, task) })
 	}
 	return results, g.Wait()
 }
@@ -296,14 +295,14 @@ func (o *readOnce) get(ctx context.Context, call spc.Call) ([]byte, error) {
 // podToken is the pod's own Vault token (the one this mount logged in
 // with), response-wrapped when the object sets wrapTTL.
 func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o spc.Object) (render.Fetched, error) {
-	token := sess.Client.Token()
+	token := sess.Token()
 	if o.WrapFor == 0 {
 		return render.Fetched{Body: []byte(token)}, nil
 	}
 	c := spc.Call{Method: http.MethodPost, Path: "sys/wrapping/wrap", Body: map[string]any{"token": token}}
 	r := vaultRequest(c)
 	r.WrapTTL = o.WrapFor
-	body, err := vault.Do(ctx, sess.Client, r)
+	body, err := vault.Do(ctx, sess, r)
 	m.Metrics.VaultRequest("wrap", vault.StatusClass(err))
 	if err != nil {
 		return render.Fetched{}, explainRead(err, mt, c)
@@ -324,13 +323,13 @@ func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o 
 func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, c spc.Call) ([]byte, error) {
 	r := vaultRequest(c)
 	if r.Method == http.MethodGet {
-		r.Path = m.kv.Resolve(ctx, sess.Client, mt.connKey, r.Path, func(err error) {
+		r.Path = m.kv.Resolve(ctx, sess, mt.connKey, r.Path, func(err error) {
 			m.Metrics.VaultRequest("mount_lookup", vault.StatusClass(err))
 		})
 	}
 	readNow := func(ctx context.Context) ([]byte, error) {
 		start := time.Now()
-		body, err := vault.Do(ctx, sess.Client, r)
+		body, err := vault.Do(ctx, sess, r)
 		m.Metrics.VaultRequest("read", vault.StatusClass(err))
 		mt.log.Debug("vault call", "method", r.Method, "path", r.Path, "status", vault.StatusClass(err),
 			"bytes", len(body), "took", time.Since(start).Round(time.Millisecond))
@@ -340,7 +339,7 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key st
 		return readNow(ctx)
 	}
 	renew := func(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
-		ttl, err := vault.RenewLease(ctx, sess.Client, leaseID, increment)
+		ttl, err := vault.RenewLease(ctx, sess, leaseID, increment)
 		m.Metrics.VaultRequest("lease_renew", vault.StatusClass(err))
 		return ttl, err
 	}

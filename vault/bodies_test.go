@@ -45,11 +45,11 @@ func TestBodiesAreBounded(t *testing.T) {
 			return err
 		},
 		"read": func(ctx context.Context) error {
-			_, err := Do(ctx, base, Request{Method: http.MethodGet, Path: "secret/data/app"})
+			_, err := Do(ctx, Session{client: base, token: "t"}, Request{Method: http.MethodGet, Path: "secret/data/app"})
 			return err
 		},
 		"refused read": func(ctx context.Context) error {
-			_, err := Do(ctx, base, Request{Method: http.MethodGet, Path: "refused/app"})
+			_, err := Do(ctx, Session{client: base, token: "t"}, Request{Method: http.MethodGet, Path: "refused/app"})
 			return err
 		},
 	}

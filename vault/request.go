@@ -26,10 +26,11 @@ type Request struct {
 	WrapTTL time.Duration
 }
 
-// Session is a Vault token obtained by a login.
+// Session is a Vault token obtained by a login. It holds the token, not a
+// client of its own: every request is sent through the shared connection
+// (client) with the token set on that request, so that a cached identity
+// costs its token and a few numbers, not a copy of the client.
 type Session struct {
-	// Client carries the token; it is a clone of the base client.
-	Client *api.Client
 	// TTL is the token's lease duration as Vault granted it.
 	TTL       time.Duration
 	Renewable bool
@@ -39,52 +40,60 @@ type Session struct {
 	// under its serial, since Vault revokes a token's leases with it.
 	Serial uint64
 
-	base *api.Client // Client is its clone
+	token  string
+	client *api.Client // the connection the session was made on
 }
 
+// Token is the session's Vault token.
+func (s Session) Token() string { return s.token }
+
 // On returns the session on base: the same token through base's connection
-// when the session was made on another client (its CA or client
-// certificate files changed since the login), else s itself.
-func (s Session) On(base *api.Client) (Session, error) {
-	if s.base == base || s.Client == nil {
-		return s, nil
+// (its CA or client certificate files changed since the login).
+func (s Session) On(base *api.Client) Session {
+	s.client = base
+	return s
+}
+
+// request is a request to path (without /v1/) with the session's token.
+func (s Session) request(method, path string) *api.Request {
+	r := s.client.NewRequest(method, "/v1/"+path)
+	r.ClientToken = s.token
+	return r
+}
+
+// send sends r and parses the answer as a Vault secret (nil for 204).
+func (s Session) send(ctx context.Context, r *api.Request) (*api.Secret, error) {
+	resp, err := s.client.RawRequestWithContext(ctx, r) //nolint:staticcheck // the only client call that takes a request with its own token
+	if resp != nil {
+		defer resp.Body.Close()
 	}
-	client, err := base.Clone()
 	if err != nil {
-		return s, err
+		return nil, err
 	}
-	client.SetToken(s.Client.Token())
-	client.SetNamespace(s.Client.Namespace())
-	if s.Client.Namespace() == "" {
-		client.ClearNamespace()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil
 	}
-	s.Client, s.base = client, base
-	return s, nil
+	return api.ParseSecret(resp.Body)
 }
 
 // Login logs in with a JWT (kubernetes or jwt auth method) at auth/<mount>/login.
 func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Session, error) {
 	path := "auth/" + mount + "/login"
-	client, err := base.Clone()
-	if err != nil {
+	anonymous := Session{client: base}
+	r := anonymous.request(http.MethodPut, path)
+	if err := r.SetJSONBody(map[string]any{"role": role, "jwt": jwt}); err != nil {
 		return Session{}, fmt.Errorf("login %s: %w", path, err)
 	}
-	client.SetNamespace(base.Namespace())
-	if base.Namespace() == "" {
-		client.ClearNamespace()
-	}
-	client.ClearToken()
-	secret, err := client.Logical().WriteWithContext(expectSmallAnswer(ctx), path, map[string]any{"role": role, "jwt": jwt})
+	secret, err := anonymous.send(expectSmallAnswer(ctx), r)
 	if err != nil {
 		return Session{}, classify(ctx, "login", http.MethodPost, path, 0, err, jwt)
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return Session{}, &Error{Op: "login", Method: http.MethodPost, Path: path, Kind: ErrEmptyResponse, Detail: "the response has no auth.client_token"}
 	}
-	client.SetToken(secret.Auth.ClientToken)
 	return Session{
-		base:      base,
-		Client:    client,
+		client:    base,
+		token:     secret.Auth.ClientToken,
 		TTL:       time.Duration(secret.Auth.LeaseDuration) * time.Second,
 		Renewable: secret.Auth.Renewable,
 		Accessor:  secret.Auth.Accessor,
@@ -92,8 +101,8 @@ func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Sess
 }
 
 // Do sends r with the session's token and returns the response body.
-func Do(ctx context.Context, client *api.Client, r Request) ([]byte, error) {
-	req := client.NewRequest(r.Method, "/v1/"+r.Path)
+func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
+	req := s.request(r.Method, r.Path)
 	if len(r.Query) > 0 {
 		req.Params = r.Query
 	}
@@ -105,8 +114,7 @@ func Do(ctx context.Context, client *api.Client, r Request) ([]byte, error) {
 			return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
 		}
 	}
-	// The only client call that takes a method, query parameters and a body together.
-	resp, err := client.RawRequestWithContext(ctx, req) //nolint:staticcheck // see above
+	resp, err := s.client.RawRequestWithContext(ctx, req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -138,32 +146,43 @@ func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDen
 // RenewSelf renews the session's token by its original TTL and returns the
 // TTL Vault granted (less than asked for when the token's max TTL is near).
 func RenewSelf(ctx context.Context, s Session) (time.Duration, error) {
-	secret, err := s.Client.Auth().Token().RenewSelfWithContext(ctx, int(s.TTL/time.Second))
+	const path = "auth/token/renew-self"
+	r := s.request(http.MethodPut, path)
+	if err := r.SetJSONBody(map[string]any{"increment": int(s.TTL / time.Second)}); err != nil {
+		return 0, err
+	}
+	secret, err := s.send(expectSmallAnswer(ctx), r)
 	if err != nil {
-		return 0, classify(ctx, "renew", http.MethodPut, "auth/token/renew-self", 0, err, "")
+		return 0, classify(ctx, "renew", http.MethodPut, path, 0, err, "")
 	}
 	if secret == nil || secret.Auth == nil {
-		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: "auth/token/renew-self", Kind: ErrEmptyResponse, Detail: "the response has no auth"}
+		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: path, Kind: ErrEmptyResponse, Detail: "the response has no auth"}
 	}
 	return time.Duration(secret.Auth.LeaseDuration) * time.Second, nil
 }
 
 // RevokeSelf revokes the session's token and, with it, every lease it created.
 func RevokeSelf(ctx context.Context, s Session) error {
-	if err := s.Client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
-		return classify(ctx, "revoke", http.MethodPut, "auth/token/revoke-self", 0, err, "")
+	const path = "auth/token/revoke-self"
+	if _, err := s.send(expectSmallAnswer(ctx), s.request(http.MethodPut, path)); err != nil {
+		return classify(ctx, "revoke", http.MethodPut, path, 0, err, "")
 	}
 	return nil
 }
 
 // RenewLease extends a lease by increment and returns the TTL Vault granted.
-func RenewLease(ctx context.Context, client *api.Client, leaseID string, increment time.Duration) (time.Duration, error) {
-	secret, err := client.Sys().RenewWithContext(ctx, leaseID, int(increment/time.Second))
+func RenewLease(ctx context.Context, s Session, leaseID string, increment time.Duration) (time.Duration, error) {
+	const path = "sys/leases/renew"
+	r := s.request(http.MethodPut, path)
+	if err := r.SetJSONBody(map[string]any{"lease_id": leaseID, "increment": int(increment / time.Second)}); err != nil {
+		return 0, err
+	}
+	secret, err := s.send(expectSmallAnswer(ctx), r)
 	if err != nil {
-		return 0, classify(ctx, "renew", http.MethodPut, "sys/leases/renew", 0, err, "")
+		return 0, classify(ctx, "renew", http.MethodPut, path, 0, err, "")
 	}
 	if secret == nil {
-		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: "sys/leases/renew", Kind: ErrEmptyResponse, Detail: "the response is empty"}
+		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: path, Kind: ErrEmptyResponse, Detail: "the response is empty"}
 	}
 	return time.Duration(secret.LeaseDuration) * time.Second, nil
 }
@@ -171,8 +190,9 @@ func RenewLease(ctx context.Context, client *api.Client, leaseID string, increme
 // LookupSelf asks Vault whether the session's token is still valid: nil
 // when it is, ErrPermissionDenied when Vault no longer knows it.
 func LookupSelf(ctx context.Context, s Session) error {
-	if _, err := s.Client.Auth().Token().LookupSelfWithContext(ctx); err != nil {
-		return classify(ctx, "lookup", http.MethodGet, "auth/token/lookup-self", 0, err, "")
+	const path = "auth/token/lookup-self"
+	if _, err := s.send(expectSmallAnswer(ctx), s.request(http.MethodGet, path)); err != nil {
+		return classify(ctx, "lookup", http.MethodGet, path, 0, err, "")
 	}
 	return nil
 }
