@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -38,7 +40,7 @@ func WatchPods(ctx context.Context, client *Core, nodeName string, gone func(uid
 		return nil, fmt.Errorf("watching pods on node %s: %w", nodeName, err)
 	}
 	err := informer.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
-		if pod, ok := obj.(*corev1.Pod); ok {
+		if pod, ok := obj.(*podRef); ok {
 			return []string{string(pod.UID)}, nil
 		}
 		return nil, nil
@@ -51,7 +53,7 @@ func WatchPods(ctx context.Context, client *Core, nodeName string, gone func(uid
 			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
-			if pod, ok := obj.(*corev1.Pod); ok {
+			if pod, ok := obj.(*podRef); ok {
 				gone(string(pod.UID))
 			}
 		},
@@ -77,8 +79,23 @@ func (p *Pods) Lookup(uid string) (PodIdentity, bool) {
 	if err != nil || len(objs) == 0 {
 		return PodIdentity{}, false
 	}
-	pod := objs[0].(*corev1.Pod)
-	return PodIdentity{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName}, true
+	pod := objs[0].(*podRef)
+	return PodIdentity{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), ServiceAccount: pod.ServiceAccount}, true
+}
+
+// podRef is what the watch keeps of a pod: its name, uid and service
+// account, about 300 bytes, where even an emptied corev1.Pod is 1.2 KB.
+type podRef struct {
+	metav1.ObjectMeta
+	ServiceAccount string
+}
+
+func (p *podRef) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+func (p *podRef) DeepCopyObject() runtime.Object {
+	c := &podRef{ServiceAccount: p.ServiceAccount}
+	p.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	return c
 }
 
 // podIdentity strips a pod to what the watcher needs.
@@ -87,8 +104,8 @@ func podIdentity(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion},
-		Spec:       corev1.PodSpec{ServiceAccountName: pod.Spec.ServiceAccountName, NodeName: pod.Spec.NodeName},
+	return &podRef{
+		ObjectMeta:     metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion},
+		ServiceAccount: pod.Spec.ServiceAccountName,
 	}, nil
 }
