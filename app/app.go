@@ -144,7 +144,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		Log:          log.With("component", "server"),
 		BuildVersion: Version,
 		MountTimeout: mountTimeout,
-		Parser:       spc.Parser{MaxObjects: proc.MaxObjects},
+		Parser:       spc.NewParser(proc.MaxObjects),
 	}
 	return srv, m, clients, nil
 }

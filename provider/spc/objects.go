@@ -61,12 +61,17 @@ type Call struct {
 	Path   string // without /v1/ and without the query
 	Query  url.Values
 	Body   map[string]any // secretArgs, sent with PUT and POST
+
+	key string // Key, computed once for the calls of a parsed object
 }
 
 // Key is equal for the same call; secretArgs count, so two PKI
 // certificates with different common names are two calls. It is a hash:
 // secretArgs may hold values that must not sit in a cache key.
 func (c Call) Key() string {
+	if c.key != "" {
+		return c.key
+	}
 	args, _ := json.Marshal(c.Body) // JSON-shaped data from YAML: cannot fail
 	sum := sha256.Sum256([]byte(c.Method + " " + c.Path + "?" + c.Query.Encode() + " " + string(args)))
 	return hex.EncodeToString(sum[:])
@@ -182,6 +187,7 @@ func (o *Object) normalizeRead() []error {
 	if o.Method != http.MethodGet {
 		o.Call.Body = o.Args
 	}
+	o.Call.key = o.Call.Key()
 	if o.JSONPath != "" {
 		if o.Key != "" {
 			problems = append(problems, fmt.Errorf("object %q: secretKey and jsonPath both set: keep one (jsonPath %q selects from the whole response)", o.Name, o.JSONPath))

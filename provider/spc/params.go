@@ -1,6 +1,7 @@
 package spc
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
 )
 
@@ -113,10 +115,60 @@ func unknownKeys(attrs map[string]string, objectFields []string) []string {
 // provider's -max-objects says otherwise.
 const DefaultMaxObjects = 256
 
-// Parser holds the bounds the language enforces on every request.
+// Parser holds the bounds the language enforces on every request and, made
+// by NewParser, the objects lists it parsed lately: the pods of a class send
+// the same list on every mount and rotation, and parsing it (YAML, then
+// each object's path, template and jsonPath) is most of a warm mount's CPU.
 type Parser struct {
 	// MaxObjects bounds the objects list; zero is DefaultMaxObjects.
 	MaxObjects int
+	parsed     *cache.Cache[parsedObjects] // nil: parse every time
+}
+
+// parsedObjects is a valid objects list as parsed: shared by every mount
+// that sends the same list, and so never changed once made.
+type parsedObjects struct {
+	objects []Object
+	unknown []string
+	size    int64
+}
+
+// Bounds of the parsed lists a Parser keeps: a class's list is at most
+// MaxObjectsBytes, and its parsed form a few times that.
+const (
+	parsedListsKept  = 512
+	parsedListsBytes = 16 << 20
+)
+
+// NewParser returns a Parser that keeps the lists it parsed, least recently
+// used first out; maxObjects 0 is DefaultMaxObjects.
+func NewParser(maxObjects int) Parser {
+	return Parser{MaxObjects: maxObjects, parsed: cache.New(cache.Options[parsedObjects]{
+		MaxEntries: parsedListsKept,
+		MaxBytes:   parsedListsBytes,
+		Size:       func(p parsedObjects) int64 { return p.size },
+	})}
+}
+
+// objects parses raw, or returns the list parsed from the same text before.
+// The key is a hash of the text: a list names paths, not secrets, but
+// nothing of a request is kept as it came.
+func (ps Parser) objects(raw string) ([]Object, []string, error) {
+	if ps.parsed == nil {
+		return parseObjects(raw, ps.maxObjects())
+	}
+	sum := sha256.Sum256([]byte(raw))
+	key := string(sum[:])
+	if p, ok := ps.parsed.Get(key); ok {
+		return p.objects, p.unknown, nil
+	}
+	objects, unknown, err := parseObjects(raw, ps.maxObjects())
+	if err == nil {
+		// Weighed generously: the parsed form (values, templates) is a
+		// few times the text.
+		ps.parsed.Add(key, parsedObjects{objects, unknown, 8*int64(len(raw)) + 1024}, time.Time{})
+	}
+	return objects, unknown, err
 }
 
 // Parse turns a request with the default bounds into Params.
@@ -137,7 +189,7 @@ func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, 
 	problems := p.parseSettings(attrs, permission)
 	var objectsErr, tokensErr error
 	var unknownFields []string
-	p.Objects, unknownFields, objectsErr = parseObjects(attrs[paramObjects], ps.maxObjects())
+	p.Objects, unknownFields, objectsErr = ps.objects(attrs[paramObjects])
 	p.Tokens, tokensErr = parseTokens(attrs[attrServiceAccountToken], secretsJSON)
 	if err := errors.Join(append(problems, objectsErr, tokensErr)...); err != nil {
 		return Params{Class: p.Class, Pod: p.Pod}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)

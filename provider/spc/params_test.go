@@ -328,3 +328,36 @@ func TestObjectsAreBounded(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, p.Objects, 20_000)
 }
+
+// TestParserKeepsParsedLists: the pods of a class send the same objects on
+// every mount; NewParser parses that text once and hands every mount the
+// same objects, while an edited class takes effect at once and a bad list
+// is refused every time.
+func TestParserKeepsParsedLists(t *testing.T) {
+	ps := NewParser(0)
+	list := "- {objectName: a, secretPath: secret/data/app, secretKey: a}\n- {objectName: t, template: '{{ with secret \"secret/data/app\" }}{{ .Data.data.a }}{{ end }}'}\n"
+	first, err := ps.Parse(attrs(t, map[string]string{paramObjects: list}), "", "")
+	require.NoError(t, err)
+	again, err := ps.Parse(attrs(t, map[string]string{paramObjects: list, attrPodName: "app-1"}), "", "")
+	require.NoError(t, err)
+	assert.Equal(t, "app-1", again.Pod.Name, "the rest of the request is this request's")
+	assert.Same(t, first.Objects[1].Compiled, again.Objects[1].Compiled, "the same list is not parsed again")
+	assert.Equal(t, first.Objects[0].Call.Key(), again.Objects[0].Call.Key())
+
+	edited, err := ps.Parse(attrs(t, map[string]string{paramObjects: strings.Replace(list, "secretKey: a", "secretKey: b", 1)}), "", "")
+	require.NoError(t, err)
+	assert.Equal(t, "b", edited.Objects[0].Key, "an edited class is parsed anew")
+
+	bad := "- {objectName: a}\n"
+	for range 2 {
+		_, err := ps.Parse(attrs(t, map[string]string{paramObjects: bad}), "", "")
+		require.ErrorIs(t, err, ErrInvalidParameters)
+		assert.Contains(t, err.Error(), "secretPath")
+	}
+
+	for i := range parsedListsKept + 10 {
+		_, err := ps.Parse(attrs(t, map[string]string{paramObjects: fmt.Sprintf("- {objectName: a, secretPath: secret/data/app%d}\n", i)}), "", "")
+		require.NoError(t, err)
+	}
+	assert.Equal(t, parsedListsKept, ps.parsed.Len(), "at most parsedListsKept lists are kept")
+}
