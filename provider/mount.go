@@ -245,6 +245,11 @@ func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (ma
 		mu.Unlock()
 		return nil
 	}
+	if len(tasks) == 1 { // nothing to run in parallel: no goroutine to start and wait for
+		for key, task := range tasks {
+			return results, run(ctx, key, task)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(m.ReadConcurrency, 1))
 	for key, task := range tasks {
