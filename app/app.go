@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/health"
@@ -141,10 +140,11 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 			ReadConcurrency: proc.ReadConcurrency,
 			MountMaxBytes:   proc.MountMaxBytes,
 		},
-		Log:          log.With("component", "server"),
-		BuildVersion: Version,
-		MountTimeout: mountTimeout,
-		Parser:       spc.NewParser(proc.MaxObjects),
+		Log:              log.With("component", "server"),
+		BuildVersion:     Version,
+		MountTimeout:     mountTimeout,
+		Parser:           spc.NewParser(proc.MaxObjects),
+		MountConcurrency: proc.MountConcurrency,
 	}
 	return srv, m, clients, nil
 }

@@ -38,7 +38,9 @@ type Process struct {
 	ReadConcurrency int
 	// LoginConcurrency bounds the Vault logins in flight at once, every pod
 	// together: a burst or a restart queues instead of storming Vault.
-	LoginConcurrency  int
+	LoginConcurrency int
+	// MountConcurrency bounds the mounts served at once.
+	MountConcurrency  int
 	LeaseMinRemaining float64
 	// MaxObjects bounds the objects list of one mount.
 	MaxObjects int
@@ -65,6 +67,7 @@ const (
 	DefaultVaultTimeout      = 20 * time.Second
 	DefaultReadConcurrency   = 8
 	DefaultLoginConcurrency  = 16
+	DefaultMountConcurrency  = 64
 	DefaultMaxObjects        = 256 // spc.DefaultMaxObjects; config imports no provider package
 	DefaultMountMaxBytes     = 16 << 20
 	DefaultLeaseCacheBytes   = 16 << 20
@@ -135,6 +138,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&p.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (downward API spec.nodeName): its pods are watched so that their Vault tokens and leases are revoked when they are deleted; empty turns that off (env NODE_NAME)")
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
 	fs.IntVar(&p.LoginConcurrency, "login-concurrency", DefaultLoginConcurrency, "Vault logins in flight at once, all pods together (each is a TokenReview for Vault too): a burst of new pods or a provider restart queues its logins instead of storming Vault and the apiserver")
+	fs.IntVar(&p.MountConcurrency, "mount-concurrency", DefaultMountConcurrency, "mounts served at once, all pods together; the driver's further calls wait on its side for a turn (HTTP/2 streams), so a burst of pods costs the provider at most this many mounts' memory")
 	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
@@ -199,6 +203,7 @@ func (p *Process) validate() []error {
 	bad(p.VaultHealthInterval <= 0, "-vault-health-interval: %s: use a positive duration", p.VaultHealthInterval)
 	bad(p.ReadConcurrency < 1, "-read-concurrency: %d: use 1 or more", p.ReadConcurrency)
 	bad(p.LoginConcurrency < 1 || p.LoginConcurrency > 1024, "-login-concurrency: %d: use 1 to 1024", p.LoginConcurrency)
+	bad(p.MountConcurrency < 1 || p.MountConcurrency > 10_000, "-mount-concurrency: %d: use 1 to 10000", p.MountConcurrency)
 	bad(p.MountMaxBytes < 1<<20, "-mount-max-bytes: %d: use 1Mi or more", p.MountMaxBytes)
 	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)

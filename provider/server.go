@@ -35,6 +35,11 @@ type Server struct {
 	MountTimeout time.Duration
 	// Parser holds the bounds of every request (-max-objects).
 	Parser spc.Parser
+	// MountConcurrency bounds the mounts served at once (-mount-concurrency):
+	// the driver's further calls wait on its side of the connection, so a
+	// burst of pods costs the provider no more memory than this many mounts.
+	// 0: no bound.
+	MountConcurrency int
 }
 
 // Version answers the driver's handshake.
@@ -112,7 +117,14 @@ func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool
 	}
 	defer os.Remove(endpoint)
 
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(srv.Log, srv.Mounter.Metrics)))
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverPanics(srv.Log, srv.Mounter.Metrics))}
+	if srv.MountConcurrency > 0 {
+		// HTTP/2's own bound on the streams of a connection: the driver
+		// holds one connection per provider, and a client past the bound
+		// waits for a stream before it sends.
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(srv.MountConcurrency)))
+	}
+	g := grpc.NewServer(opts...)
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()

@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +72,21 @@ func startSlowProxy(t *testing.T, upstream string, delay time.Duration) *slowPro
 		}
 	}()
 	return p
+}
+
+// startDelayingProxy forwards HTTP to Vault, holding every request for
+// delay: a real Vault, made slow for each call. It returns its address.
+func startDelayingProxy(t *testing.T, upstream string, delay time.Duration) string {
+	t.Helper()
+	target, err := url.Parse(upstream)
+	require.NoError(t, err)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // TestShutdownFinishesInFlightMounts: on SIGTERM (context end) the provider

@@ -193,3 +193,48 @@ func TestMountByteBudget(t *testing.T) {
 	assert.Contains(t, st.Message(), "more than 1048576 bytes (the provider's -mount-max-bytes)")
 	assert.NotContains(t, st.Message(), "aaaa")
 }
+
+// TestMountsInFlightAreBounded: with -mount-concurrency=3, twelve pods
+// mounting at once through a slow Vault all get their files, but the
+// provider never serves more than three mounts at once (its
+// mounts_in_flight gauge, read every 10 ms); the others wait their turn on
+// the caller's side of the connection, as the driver's calls would.
+func TestMountsInFlightAreBounded(t *testing.T) {
+	slow := startDelayingProxy(t, env.Vault.Addr, 150*time.Millisecond)
+	metricsAddr := freeAddr(t)
+	p := startProvider(t, "-mount-concurrency=3", "-allow-pod-overrides=vaultAddress", "-metrics-addr="+metricsAddr)
+	var reqs []mountCall
+	for range 12 {
+		reqs = append(reqs, mountCall{pod: createPod(t, appServiceAccount), tokenAudiences: []string{"vault"},
+			params: map[string]string{"roleName": kubeRole, "objects": passwordObject, "vaultAddress": slow}})
+	}
+	inFlight := regexp.MustCompile(`(?m)^vault_csi_provider_mounts_in_flight (\d+)`)
+	most, done := 0, make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			most = max(most, sumSamples(t, scrape(t, metricsAddr), inFlight))
+		}
+	}()
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for _, c := range reqs {
+		wg.Go(func() {
+			resp, err := p.mount(t, c)
+			if assert.NoError(t, err) && string(resp.Files[0].Contents) == plantedPassword {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	<-sampled
+	assert.Equal(t, int32(12), ok.Load(), "every pod got its file")
+	assert.Equal(t, 3, most, "mounts served at once")
+}
