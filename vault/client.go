@@ -144,6 +144,10 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 	return client, nil
 }
 
+// idleConnsPerVault is how many idle connections to one Vault address are
+// kept for reuse.
+const idleConnsPerVault = 32
+
 // clientConfig is the Vault client's configuration as api.DefaultConfig
 // makes it, but without reading the process environment: the provider reads
 // only the VAULT_* variables it documents (package config), so that none of
@@ -154,6 +158,11 @@ func clientConfig(address string, timeout time.Duration) *api.Config {
 	transport.TLSHandshakeTimeout = 10 * time.Second
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	transport.ForceAttemptHTTP2 = true
+	// Over HTTP/1.1 (plain http, or a Vault without HTTP/2) each read in
+	// flight holds a connection: keep enough idle ones for a few mounts'
+	// parallel reads (-read-concurrency, 8), or every mount dials (and
+	// shakes hands) anew for all but GOMAXPROCS+1 of them.
+	transport.MaxIdleConnsPerHost = idleConnsPerVault
 	return &api.Config{
 		Address: address,
 		HttpClient: &http.Client{

@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -166,4 +168,34 @@ func TestProviderKilledDuringBurst(t *testing.T) {
 		require.NoError(t, err, "after the restart every mount succeeds")
 	}
 	t.Logf("reliability: provider killed during 200 mounts: %d completed, %d failed with Unavailable; restarted and all 200 served again in %s", ok, failed, time.Since(start).Round(time.Millisecond))
+}
+
+// TestWarmMountsReuseConnections: a pod's warm mounts of ten secrets (read
+// eight at a time) open no new connection to Vault: the connections of the
+// first mount are kept and reused, so a TLS Vault does not shake hands
+// again on every mount. Connections are counted by a TCP proxy in front of
+// the real Vault.
+func TestWarmMountsReuseConnections(t *testing.T) {
+	var objects strings.Builder
+	for i := range 10 {
+		path := fmt.Sprintf("secret/data/conn-%d", i)
+		_, err := env.Vault.Root.Logical().Write(path, map[string]any{"data": map[string]any{"v": fmt.Sprint(i)}})
+		require.NoError(t, err)
+		fmt.Fprintf(&objects, "- {objectName: s%d, secretPath: %s, secretKey: v}\n", i, path)
+	}
+	proxy := startSlowProxy(t, strings.TrimPrefix(env.Vault.Addr, "http://"), 0)
+	p := startProvider(t, "-allow-pod-overrides=vaultAddress")
+	call := mountCall{pod: createPod(t, appServiceAccount), tokenAudiences: []string{"vault"},
+		params: map[string]string{"roleName": kubeRole, "objects": objects.String(), "vaultAddress": proxy.addr}}
+	for range 3 { // login, the first reads, their connections
+		_, err := p.mount(t, call)
+		require.NoError(t, err)
+	}
+	opened := len(proxy.seen)
+	for range 20 {
+		resp, err := p.mount(t, call)
+		require.NoError(t, err)
+		require.Len(t, resp.Files, 10)
+	}
+	assert.Equal(t, opened, len(proxy.seen), "new connections to Vault over 20 warm mounts")
 }
