@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -22,17 +24,35 @@ func main() {
 	var o options
 	flag.StringVar(&o.socket, "socket", "", "an already running provider's socket (default: build and start this repository's provider)")
 	flag.IntVar(&o.pid, "pid", 0, "with -socket: the provider's process id, for RSS and CPU")
-	flag.IntVar(&o.iterations, "iterations", 200, "timed mounts per warm-latency row")
-	flag.IntVar(&o.burst, "burst", 500, "pods mounting at once in the burst")
-	flag.IntVar(&o.identities, "identities", 1000, "distinct pod identities cached before RSS is read")
+	flag.IntVar(&o.iterations, "iterations", 200, "timed mounts per warm-latency row and run")
+	flag.IntVar(&o.runs, "runs", 5, "warm-latency runs (each times every size, provider and floor)")
+	flag.IntVar(&o.burst, "burst", 5000, "new pods mounting at once in the burst")
+	o.identities = []int{1000, 10000}
+	flag.Func("identities", "distinct pod identities cached when RSS is read, comma-separated and increasing; the burst's pods count towards the last (default 1000,10000)", func(v string) error {
+		o.identities = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || len(o.identities) > 0 && n <= o.identities[len(o.identities)-1] {
+				return fmt.Errorf("%q: want increasing counts, e.g. 1000,10000", v)
+			}
+			o.identities = append(o.identities, n)
+		}
+		return nil
+	})
 	flag.IntVar(&o.rotationPods, "rotation-pods", 200, "pods in the rotation simulation")
 	flag.IntVar(&o.rotationPolls, "rotation-polls", 15, "rotation polls per pod (one every 2 minutes of simulated time)")
+	flag.IntVar(&o.restartPods, "restart-pods", 1000, "pods rotating while the provider restarts (0: no restart row)")
 	flag.Float64Var(&o.compression, "compression", 60, "simulated seconds per real second in the rotation simulation")
 	flag.Func("provider-arg", "extra flag for the provider this bench starts (repeatable), e.g. -provider-arg=-memory-limit=48MiB", func(v string) error {
 		o.providerArgs = append(o.providerArgs, v)
 		return nil
 	})
+	flag.StringVar(&o.profile, "profile", "", "build the provider with its profiles served and save heap and CPU profiles in this directory (printing their top entries)")
 	flag.Parse()
+	if last := o.identities[len(o.identities)-1]; len(o.identities) < 2 || o.identities[len(o.identities)-2]+o.burst > last {
+		fmt.Fprintf(os.Stderr, "bench: -identities needs two or more counts, the last at least the one before it plus -burst (%d)\n", o.burst)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)

@@ -27,29 +27,34 @@ func (l latencies) summary() string {
 	return fmt.Sprintf("p50 %s · p95 %s · p99 %s", ms(l.percentile(50)), ms(l.percentile(95)), ms(l.percentile(99)))
 }
 
-// rss is the resident memory of pid, from /proc: all of it, and its
+// memory is a process's resident memory, from /proc: all of it, and its
 // anonymous part (heap, stacks) and file-backed part (the binary's pages,
 // which the kernel can reclaim).
-func rss(pid int) (string, float64, error) {
+type memory struct{ totalKiB, anonKiB, fileKiB float64 }
+
+func (m memory) String() string {
+	return fmt.Sprintf("%.1f MiB (anonymous %.1f, file-backed %.1f)", m.totalKiB/1024, m.anonKiB/1024, m.fileKiB/1024)
+}
+
+func rss(pid int) (memory, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return "", 0, err
+		return memory{}, err
 	}
 	kb := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && strings.HasPrefix(f[0], "Rss") || len(f) >= 2 && f[0] == "VmRSS:" {
-			v, err := strconv.ParseFloat(f[1], 64)
-			if err == nil {
+		if len(f) >= 2 && (strings.HasPrefix(f[0], "Rss") || f[0] == "VmRSS:") {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
 				kb[strings.TrimSuffix(f[0], ":")] = v
 			}
 		}
 	}
 	total, ok := kb["VmRSS"]
 	if !ok {
-		return "", 0, fmt.Errorf("no VmRSS for pid %d", pid)
+		return memory{}, fmt.Errorf("no VmRSS for pid %d", pid)
 	}
-	return fmt.Sprintf("%.1f MiB (anonymous %.1f, file-backed %.1f)", total/1024, kb["RssAnon"]/1024, kb["RssFile"]/1024), total / 1024, nil
+	return memory{totalKiB: total, anonKiB: kb["RssAnon"], fileKiB: kb["RssFile"]}, nil
 }
 
 // cpuSeconds is the user+system CPU time pid has used, from /proc.

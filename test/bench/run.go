@@ -23,12 +23,15 @@ type options struct {
 	socket        string
 	pid           int
 	iterations    int
+	runs          int
 	burst         int
-	identities    int
+	identities    []int
 	rotationPods  int
 	rotationPolls int
+	restartPods   int
 	compression   float64
 	providerArgs  []string
+	profile       string
 }
 
 // bench is one run: the rig, the provider under test and the table.
@@ -39,6 +42,8 @@ type bench struct {
 	client v1alpha1.CSIDriverProviderClient
 	pid    int
 	rows   []row
+	// pprofAddr serves the provider's profiles when -profile is set.
+	pprofAddr string
 }
 
 type row struct{ scenario, figure, value, target string }
@@ -89,6 +94,7 @@ func run(ctx context.Context, o options) error {
 		{"burst and identities", b.burstAndIdentities},
 		{"rotation", b.rotation},
 		{"rotation without caching", b.rotationUncached},
+		{"restart", b.restart},
 	}
 	for _, s := range steps {
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
@@ -125,13 +131,19 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 	socket := b.o.socket
 	stop = func() {}
 	if socket == "" {
-		bin := filepath.Join(b.dir, "vault-csi-provider")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/vault-csi-provider")
-		if out, err := build.CombinedOutput(); err != nil {
-			return stop, fmt.Errorf("building the provider: %w: %s", err, out)
+		bin, err := b.buildProvider(ctx)
+		if err != nil {
+			return stop, err
 		}
 		socket = filepath.Join(b.dir, "vault.sock")
-		cmd, err := startProviderProcess(bin, b.dir, "provider", socket, b.r, b.o.providerArgs)
+		var env []string
+		if b.o.profile != "" {
+			b.pprofAddr = freeLocalAddr()
+			env = append(env, "VCP_PPROF_ADDR="+b.pprofAddr)
+		}
+		// Room for every identity the bench makes, so that none is evicted.
+		args := append([]string{fmt.Sprintf("-cache-size=%d", b.o.identities[len(b.o.identities)-1]+1000)}, b.o.providerArgs...)
+		cmd, err := startProviderProcess(bin, b.dir, "provider", socket, b.r, args, env...)
 		if err != nil {
 			return stop, err
 		}
@@ -159,9 +171,31 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 	}
 }
 
+// buildProvider builds the provider as make build does (static, stripped,
+// no file paths), so that its size and memory are what users run; with
+// -profile, with the pprof tag as well.
+func (b *bench) buildProvider(ctx context.Context) (string, error) {
+	bin := filepath.Join(b.dir, "vault-csi-provider")
+	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin}
+	if b.o.profile != "" {
+		args = append(args, "-tags=pprof")
+	}
+	build := exec.CommandContext(ctx, "go", append(args, "./cmd/vault-csi-provider")...)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the provider: %w: %s", err, out)
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		return "", err
+	}
+	b.add("binary", "size (static, -trimpath -s -w)", fmt.Sprintf("%.1f MiB", float64(st.Size())/(1<<20)), "")
+	return bin, nil
+}
+
 // startProviderProcess runs the provider binary with the flags a DaemonSet
 // would pass for this rig.
-func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []string) (*exec.Cmd, error) {
+func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []string, env ...string) (*exec.Cmd, error) {
 	logFile, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
@@ -169,10 +203,9 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 	args := append([]string{
 		"-endpoint=" + socket, "-health-addr=", "-metrics-addr=", "-log-level=warn",
 		"-vault-addr=" + r.Vault.Addr, "-kubeconfig=" + r.Kube.AdminKubeconfig, "-node-name=" + nodeName,
-		"-cache-size=2000",
 	}, extra...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"POD_NAMESPACE=" + rig.ProviderNamespace}
+	cmd.Env = append([]string{"POD_NAMESPACE=" + rig.ProviderNamespace}, env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -212,4 +215,78 @@ func countAudit(file string, match func(typ, path string) bool) (int, error) {
 		}
 	}
 	return n, sc.Err()
+}
+
+// AuditConcurrency is the most requests to path Vault was serving at once,
+// from its audit log: each request entry opens one, each response entry
+// closes one. Only entries from since on count.
+func (r *Rig) AuditConcurrency(path string, since time.Time) (int, error) {
+	f, err := os.Open(r.AuditLog())
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	type event struct {
+		at   time.Time
+		open bool
+	}
+	var events []event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct {
+			Type    string    `json:"type"`
+			Time    time.Time `json:"time"`
+			Request struct {
+				Path string `json:"path"`
+			} `json:"request"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Request.Path == path && !e.Time.Before(since) {
+			events = append(events, event{e.Time, e.Type == "request"})
+		}
+	}
+	sort.SliceStable(events, func(i, j int) bool { return events[i].at.Before(events[j].at) })
+	open, most := 0, 0
+	for _, e := range events {
+		if e.open {
+			open++
+			most = max(most, open)
+		} else {
+			open--
+		}
+	}
+	return most, sc.Err()
+}
+
+// APIRequests counts the requests the apiserver has completed, by verb and
+// resource ("GET pods"), from its own apiserver_request_total; watches are
+// left out (they count when they end, not when they serve).
+func (r *Rig) APIRequests(ctx context.Context) (map[string]int, error) {
+	raw, err := r.Kube.AdminClient.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || strings.Contains(line, `verb="WATCH"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		n, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("apiserver metrics: %q: %w", line, err)
+		}
+		counts[label(line, "verb")+" "+label(line, "resource")] += int(n)
+	}
+	return counts, nil
+}
+
+// label is a label's value in a Prometheus sample line.
+func label(line, name string) string {
+	_, rest, ok := strings.Cut(line, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
 }
