@@ -77,7 +77,9 @@ const (
 // lease has more than MinRemaining of its TTL left; below that it renews a
 // renewable lease and keeps the response if the renewal leaves it above the
 // threshold again; otherwise it reads anew. Concurrent Gets for one key share
-// one renewal or read. Unleased responses are never kept. At most size
+// one renewal or read, except for calls that answered without a lease the
+// last time (a KV secret), which are read directly: the shared flight only
+// serves to keep one lease per key. Unleased responses are never kept. At most size
 // entries and maxBytes are kept (least recently used go first); ForgetPod
 // drops a pod's.
 type Cache struct {
@@ -88,8 +90,14 @@ type Cache struct {
 	Metrics *metrics.Metrics
 
 	cache *cache.Cache[entry]
-	now   func() time.Time
+	// static holds the calls (Call.Key, no identity) last seen answering
+	// without a lease.
+	static *cache.Cache[struct{}]
+	now    func() time.Time
 }
+
+// staticCallsKept bounds the calls remembered as static.
+const staticCallsKept = 1024
 
 // entry is immutable: a renewal or a new Get stores a new one.
 type entry struct {
@@ -115,14 +123,24 @@ func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 		Now:        func() time.Time { return c.now() },
 		OnEvict:    func(string, entry) { c.Metrics.CacheEvent("lease", "eviction") },
 	})
+	c.static = cache.New(cache.Options[struct{}]{MaxEntries: staticCallsKept})
 	return c
 }
 
 // Get returns the response for key (which must identify the pod, its Vault
-// identity and the request), reusing, renewing or reading it.
-func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read ReadFunc) ([]byte, Outcome, error) {
+// identity and the request; call identifies the request alone), reusing,
+// renewing or reading it.
+func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc, read ReadFunc) ([]byte, Outcome, error) {
 	if e, ok := c.fresh(key); ok {
 		return e.body, Reused, nil
+	}
+	if _, static := c.static.Get(call); static {
+		body, err := read(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		c.keep(pod, key, call, renew, body)
+		return body, Read, nil
 	}
 	type result struct {
 		body    []byte
@@ -143,14 +161,7 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 		if err != nil {
 			return nil, err
 		}
-		now := c.now()
-		if info := Parse(body, now); info.Leased() {
-			e := entry{pod: pod, renew: renew, body: body, info: info, expires: now.Add(info.TTL)}
-			c.cache.Remove(key) // replaced, not evicted
-			c.cache.Add(key, e, e.expires)
-		} else {
-			c.Forget(key)
-		}
+		c.keep(pod, key, call, renew, body)
 		return result{body, Read}, nil
 	})
 	if err != nil {
@@ -158,6 +169,21 @@ func (c *Cache) Get(ctx context.Context, pod, key string, renew RenewFunc, read 
 	}
 	r := v.(result)
 	return r.body, r.outcome, nil
+}
+
+// keep stores a leased response, or remembers that call answers without one.
+func (c *Cache) keep(pod, key, call string, renew RenewFunc, body []byte) {
+	now := c.now()
+	info := Parse(body, now)
+	if !info.Leased() {
+		c.Forget(key)
+		c.static.Add(call, struct{}{}, time.Time{})
+		return
+	}
+	c.static.Remove(call)
+	e := entry{pod: pod, renew: renew, body: body, info: info, expires: now.Add(info.TTL)}
+	c.cache.Remove(key) // replaced, not evicted
+	c.cache.Add(key, e, e.expires)
 }
 
 // loadTimeout bounds a shared renewal or read; each Vault call has its own

@@ -83,11 +83,11 @@ func TestCacheLifecycle(t *testing.T) {
 			c := NewCache(10, 0, 0.33)
 			c.now = clk.Now
 			v := tc.vault
-			_, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
+			_, out, err := c.Get(context.Background(), "pod", "k", "k", v.renew, v.read)
 			require.NoError(t, err)
 			assert.Equal(t, Read, out)
 			clk.Add(tc.after)
-			body, out, err := c.Get(context.Background(), "pod", "k", v.renew, v.read)
+			body, out, err := c.Get(context.Background(), "pod", "k", "k", v.renew, v.read)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantOutcome, out)
 			assert.Contains(t, string(body), tc.wantUser)
@@ -102,7 +102,7 @@ func TestCacheStaticSecretsAreNotKept(t *testing.T) {
 	var reads atomic.Int32
 	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(`{"data":{"data":{"a":"b"}}}`), nil }
 	for range 3 {
-		_, out, err := c.Get(context.Background(), "pod", "k", nil, read)
+		_, out, err := c.Get(context.Background(), "pod", "k", "k", nil, read)
 		require.NoError(t, err)
 		assert.Equal(t, Read, out)
 	}
@@ -122,7 +122,7 @@ func TestCacheConcurrent(t *testing.T) {
 	for i := range 300 {
 		pod := []string{"a", "b", "c"}[i%3]
 		wg.Go(func() {
-			_, _, err := c.Get(context.Background(), pod, pod+"/db", vaults[pod].renew, vaults[pod].read)
+			_, _, err := c.Get(context.Background(), pod, pod+"/db", pod+"/db", vaults[pod].renew, vaults[pod].read)
 			assert.NoError(t, err)
 		})
 	}
@@ -141,10 +141,10 @@ func TestRenewDue(t *testing.T) {
 	c := NewCache(10, 0, 0.33)
 	c.now = clk.Now
 	due, fresh := &vaultLike{renewable: true, grant: time.Minute}, &vaultLike{renewable: true, grant: time.Minute}
-	_, _, err := c.Get(context.Background(), "pod", "due", due.renew, due.read)
+	_, _, err := c.Get(context.Background(), "pod", "due", "due", due.renew, due.read)
 	require.NoError(t, err)
 	clk.Add(35 * time.Second)
-	_, _, err = c.Get(context.Background(), "pod", "fresh", fresh.renew, fresh.read)
+	_, _, err = c.Get(context.Background(), "pod", "fresh", "fresh", fresh.renew, fresh.read)
 	require.NoError(t, err)
 
 	c.RenewDue(context.Background())
@@ -152,7 +152,7 @@ func TestRenewDue(t *testing.T) {
 	assert.Equal(t, int32(0), fresh.renewals.Load(), "just read")
 
 	clk.Add(30 * time.Second) // 65s after the first read, past its first 60s: alive only thanks to the renewal
-	_, out, err := c.Get(context.Background(), "pod", "due", due.renew, due.read)
+	_, out, err := c.Get(context.Background(), "pod", "due", "due", due.renew, due.read)
 	require.NoError(t, err)
 	assert.Equal(t, Reused, out)
 	assert.Equal(t, int32(1), due.reads.Load())
@@ -167,14 +167,43 @@ func TestCacheBoundedByBytes(t *testing.T) {
 	var reads atomic.Int32
 	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(big), nil }
 	for i := range 20 {
-		_, _, err := c.Get(context.Background(), "pod", fmt.Sprintf("cert-%d", i), nil, read)
+		_, _, err := c.Get(context.Background(), "pod", fmt.Sprintf("cert-%d", i), fmt.Sprintf("cert-%d", i), nil, read)
 		require.NoError(t, err)
 	}
 	assert.LessOrEqual(t, c.Len(), 6, "64 KiB hold six answers of 10 KiB, not twenty")
-	_, out, err := c.Get(context.Background(), "pod", "cert-19", nil, read)
+	_, out, err := c.Get(context.Background(), "pod", "cert-19", "cert-19", nil, read)
 	require.NoError(t, err)
 	assert.Equal(t, Reused, out, "the latest is kept")
-	_, out, err = c.Get(context.Background(), "pod", "cert-0", nil, read)
+	_, out, err = c.Get(context.Background(), "pod", "cert-0", "cert-0", nil, read)
 	require.NoError(t, err)
 	assert.Equal(t, Read, out, "the oldest was pushed out")
+}
+
+// TestStaticCallsAreReadDirectly: a call that answered without a lease is
+// read again on every Get (outside the shared flight), and if it answers
+// with a lease one day, that lease is kept and reused like any other.
+func TestStaticCallsAreReadDirectly(t *testing.T) {
+	c := NewCache(10, 0, 0.33)
+	var reads atomic.Int32
+	leased := atomic.Bool{}
+	read := func(context.Context) ([]byte, error) {
+		reads.Add(1)
+		if leased.Load() {
+			return []byte(`{"lease_id":"database/creds/app/1","lease_duration":600,"renewable":true,"data":{"username":"u"}}`), nil
+		}
+		return []byte(`{"lease_id":"","lease_duration":0,"data":{"data":{"a":"b"}}}`), nil
+	}
+	for range 3 {
+		_, out, err := c.Get(context.Background(), "pod", "pod k", "k", nil, read)
+		require.NoError(t, err)
+		assert.Equal(t, Read, out)
+	}
+	leased.Store(true)
+	_, out, err := c.Get(context.Background(), "pod", "pod k", "k", nil, read)
+	require.NoError(t, err)
+	assert.Equal(t, Read, out)
+	_, out, err = c.Get(context.Background(), "pod", "pod k", "k", nil, read)
+	require.NoError(t, err)
+	assert.Equal(t, Reused, out, "the lease it answered with is kept")
+	assert.Equal(t, int32(4), reads.Load())
 }

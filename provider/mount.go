@@ -351,7 +351,7 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key st
 	// A lease is the token's: Vault revokes it with the token, so a new
 	// login (serial) reads anew.
 	leaseKey := mt.idKey + " " + strconv.FormatUint(sess.Serial, 10) + " " + key
-	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, leaseKey, renew, readNow)
+	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, leaseKey, key, renew, readNow)
 	if err == nil {
 		mt.log.Debug("vault answer", "method", r.Method, "path", r.Path, "from", outcome)
 		m.Metrics.CacheEvent("lease", map[lease.Outcome]string{lease.Reused: "hit", lease.Renewed: "renewal", lease.Read: "miss"}[outcome])
