@@ -26,7 +26,7 @@ import (
 // written for this mount only and asked again next time, so one tenant's
 // refused lookup never changes how another tenant's paths read.
 type KVPaths struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	mounts map[string][]kvMount // connection key -> mounts seen
 }
 
@@ -69,11 +69,13 @@ func (m kvMount) dataPath(p string) string {
 }
 
 func (k *KVPaths) lookup(conn, p string) (kvMount, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	best := kvMount{}
 	for _, m := range k.mounts[conn] {
-		if strings.HasPrefix(p+"/", m.path) && len(m.path) > len(best.path) {
+		// p is under m, or is m itself ("secret" for "secret/").
+		under := strings.HasPrefix(p, m.path) || strings.HasSuffix(m.path, "/") && p == strings.TrimSuffix(m.path, "/")
+		if under && len(m.path) > len(best.path) {
 			best = m
 		}
 	}
