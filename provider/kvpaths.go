@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 

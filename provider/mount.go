@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,8 +77,28 @@ type mount struct {
 	idKey  string // id.Key(), computed once
 	// connKey is cfg.ConnectionKey(), computed once.
 	connKey string
-	log     *slog.Logger
+	log     mountLog
 }
+
+// mountLog is a mount's logger with its request fields, made into a
+// record only when something is logged at an enabled level: most mounts log
+// nothing here, and a logger With fields costs more than the rest of their
+// bookkeeping.
+type mountLog struct {
+	base  *slog.Logger
+	attrs []any
+}
+
+func (l mountLog) write(level slog.Level, msg string, args []any) {
+	if !l.base.Enabled(context.Background(), level) {
+		return
+	}
+	l.base.Log(context.Background(), level, msg, append(slices.Clip(l.attrs), args...)...)
+}
+
+func (l mountLog) Debug(msg string, args ...any) { l.write(slog.LevelDebug, msg, args) }
+func (l mountLog) Info(msg string, args ...any)  { l.write(slog.LevelInfo, msg, args) }
+func (l mountLog) Warn(msg string, args ...any)  { l.write(slog.LevelWarn, msg, args) }
 
 // Mount reads every object of a parsed request from Vault and returns the files.
 func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.MountResponse, error) {
@@ -88,7 +109,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 		return nil, err
 	}
 	cfg := config.Layers(m.Defaults, params.Vault)
-	log := m.Log.With("pod", params.Pod.String(), "class", params.Class, "role", params.Role)
+	log := mountLog{base: m.Log, attrs: []any{"pod", params.Pod.String(), "class", params.Class, "role", params.Role}}
 	if len(params.Unknown) > 0 {
 		log.Warn("ignoring unknown SecretProviderClass parameters or object fields: check their spelling",
 			"unknown", params.Unknown, "known_parameters", spc.KnownParameters, "known_object_fields", spc.KnownObjectFields)

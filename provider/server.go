@@ -68,20 +68,20 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	if err == nil {
 		resp, err = s.Mounter.Mount(ctx, params)
 	}
-	log := s.Log.With("pod", params.Pod.Name, "namespace", params.Pod.Namespace, "class", params.Class, "duration", time.Since(start).Round(time.Millisecond))
+	fields := []any{"pod", params.Pod.Name, "namespace", params.Pod.Namespace, "class", params.Class, "duration", time.Since(start).Round(time.Millisecond)}
 	if err != nil {
 		code = Code(err)
 		if errors.Is(err, cache.ErrPanicked) {
 			s.Mounter.Metrics.Panic()
 		}
-		log.Warn("mount failed", "code", code.String(), "error", err)
+		s.Log.Warn("mount failed", append(fields, "code", code.String(), "error", err)...)
 		return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: code.String()}}, status.Error(code, err.Error())
 	}
 	code = codes.OK
 	for _, f := range resp.Files {
 		bytes += len(f.Contents)
 	}
-	log.Info("mount succeeded", "objects", len(resp.Files), "bytes", bytes)
+	s.Log.Info("mount succeeded", append(fields, "objects", len(resp.Files), "bytes", bytes)...)
 	return resp, nil
 }
 

@@ -201,7 +201,7 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 		return nil, err
 	}
 	args := append([]string{
-		"-endpoint=" + socket, "-health-addr=", "-metrics-addr=", "-log-level=warn",
+		"-endpoint=" + socket, "-health-addr=", "-metrics-addr=",
 		"-vault-addr=" + r.Vault.Addr, "-kubeconfig=" + r.Kube.AdminKubeconfig, "-node-name=" + nodeName,
 	}, extra...)
 	cmd := exec.Command(bin, args...)
