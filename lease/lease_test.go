@@ -34,6 +34,9 @@ func TestParse(t *testing.T) {
 		{name: "nor with a certificate key but no serial number", body: `{"lease_id":"","data":{"certificate":"c","expiration":"1800000600"}}`},
 		{name: "nor a KV v2 secret shaped like a certificate", body: `{"lease_id":"","data":{"data":{"certificate":"c","serial_number":"1","expiration":1800000600},"metadata":{}}}`},
 		{name: "not JSON", body: `nope`},
+		{name: "Vault's own order: a secret's lease_id key is not the answer's", body: `{"request_id":"r","lease_id":"database/creds/app/abc","renewable":false,"lease_duration":60,"data":{"lease_id":""}}`,
+			want: Info{LeaseID: "database/creds/app/abc", TTL: time.Minute}},
+		{name: "KV v2 as Vault writes it", body: `{"request_id":"r","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":{"a":"b"},"metadata":{}},"wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
