@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -36,23 +37,13 @@ func (b *bench) restart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	socket := filepath.Join(b.dir, "restart.sock")
 	args := append([]string{fmt.Sprintf("-cache-size=%d", 2*pods)}, b.o.providerArgs...)
-	bin := filepath.Join(b.dir, "vault-csi-provider")
-	cmd, err := startProviderProcess(bin, b.dir, "restart", socket, b.r, args)
+	client, cmd, stopProvider, err := b.startAnother(ctx, "restart", args)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM) }()
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
-	if err := waitVersion(ctx, client, 20*time.Second); err != nil {
-		return err
-	}
+	defer stopProvider()
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM) }() // the process started last
 	if _, failed := mountAll(ctx, client, reqs, 32); failed > 0 {
 		return fmt.Errorf("%d pods failed their first mount", failed)
 	}
@@ -92,7 +83,7 @@ func (b *bench) restart(ctx context.Context) error {
 	sigterm := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
-	if cmd, err = startProviderProcess(bin, b.dir, "restart", socket, b.r, args); err != nil {
+	if cmd, err = startProviderProcess(filepath.Join(b.dir, "vault-csi-provider"), b.dir, "restart", filepath.Join(b.dir, "restart.sock"), b.r, args); err != nil {
 		stop()
 		wg.Wait()
 		return err
@@ -154,6 +145,29 @@ func (b *bench) reportRestart(pods int, polls []poll, sigterm, ready time.Time, 
 		b.add(scenario, "most logins Vault served at once (audit log)", fmt.Sprint(most), fmt.Sprintf("≤ -login-concurrency (%d)", b.loginConcurrency()))
 	}
 	return nil
+}
+
+// startAnother starts a provider of its own, on socket <name>.sock, with
+// args, and connects to it once it answers. stop ends the process the
+// returned cmd was, and the connection.
+func (b *bench) startAnother(ctx context.Context, name string, args []string) (v1alpha1.CSIDriverProviderClient, *exec.Cmd, func(), error) {
+	socket := filepath.Join(b.dir, name+".sock")
+	cmd, err := startProviderProcess(filepath.Join(b.dir, "vault-csi-provider"), b.dir, name, socket, b.r, args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		return nil, nil, nil, err
+	}
+	stop := func() { conn.Close(); _ = cmd.Process.Signal(syscall.SIGTERM) }
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	if err := waitVersion(ctx, client, 20*time.Second); err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return client, cmd, stop, nil
 }
 
 // waitVersion waits for a provider to answer.

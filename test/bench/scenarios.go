@@ -5,17 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/test/rig"
@@ -388,21 +384,11 @@ func (b *bench) rotationUncached(ctx context.Context) error {
 	if b.o.socket != "" {
 		return nil
 	}
-	socket := filepath.Join(b.dir, "uncached.sock")
-	cmd, err := startProviderProcess(filepath.Join(b.dir, "vault-csi-provider"), b.dir, "uncached", socket, b.r, []string{"-cache-size=0"})
+	client, _, stop, err := b.startAnother(ctx, "uncached", []string{"-cache-size=0"})
 	if err != nil {
 		return err
 	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM) }()
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
-	if err := waitVersion(ctx, client, 20*time.Second); err != nil {
-		return err
-	}
+	defer stop()
 	return b.rotate(ctx, client, "baseline, -cache-size=0 (no caching)", min(50, b.o.rotationPods), min(5, b.o.rotationPolls), false)
 }
 
