@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -80,10 +79,9 @@ type mount struct {
 	log     mountLog
 }
 
-// mountLog is a mount's logger with its request fields, made into a
-// record only when something is logged at an enabled level: most mounts log
-// nothing here, and a logger With fields costs more than the rest of their
-// bookkeeping.
+// mountLog is a mount's logger with its request fields, made only when
+// something is logged at an enabled level: most mounts log nothing here,
+// and a logger With fields costs more than the rest of their bookkeeping.
 type mountLog struct {
 	base  *slog.Logger
 	attrs []any
@@ -93,7 +91,9 @@ func (l mountLog) write(level slog.Level, msg string, args []any) {
 	if !l.base.Enabled(context.Background(), level) {
 		return
 	}
-	l.base.Log(context.Background(), level, msg, append(slices.Clip(l.attrs), args...)...)
+	// With, as the logger used to be made: a handler may treat a logger's
+	// own fields apart from a record's (the mount command prints them once).
+	l.base.With(l.attrs...).Log(context.Background(), level, msg, args...)
 }
 
 func (l mountLog) Debug(msg string, args ...any) { l.write(slog.LevelDebug, msg, args) }
