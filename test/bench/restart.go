@@ -182,4 +182,3 @@ func waitVersion(ctx context.Context, client v1alpha1.CSIDriverProviderClient, w
 		}
 	}
 }
-
