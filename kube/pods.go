@@ -94,7 +94,7 @@ func (p *podRef) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKi
 
 func (p *podRef) DeepCopyObject() runtime.Object {
 	c := &podRef{ServiceAccount: p.ServiceAccount}
-	p.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	p.DeepCopyInto(&c.ObjectMeta) // ObjectMeta's
 	return c
 }
 
