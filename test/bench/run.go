@@ -189,7 +189,11 @@ func (b *bench) buildProvider(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.add("binary", "size (static, -trimpath -s -w)", fmt.Sprintf("%.1f MiB", float64(st.Size())/(1<<20)), "")
+	how := "static, -trimpath -s -w"
+	if b.o.profile != "" {
+		how += ", with the pprof tag of -profile"
+	}
+	b.add("binary", "size ("+how+")", fmt.Sprintf("%.1f MiB", float64(st.Size())/(1<<20)), "")
 	return bin, nil
 }
 
