@@ -19,7 +19,7 @@ import (
 var ErrLoginDenied = errors.New("vault denied login")
 
 // explainLogin says what a failed login means for this pod and role.
-func explainLogin(err error, mt mount) error {
+func explainLogin(err error, mt *mount) error {
 	sa := mt.params.Pod.Namespace + "/" + mt.params.Pod.ServiceAccount
 	where := fmt.Sprintf("auth/%s on %s", mt.cfg.AuthMount, mt.cfg.Address)
 	switch {
@@ -47,7 +47,7 @@ func (e kindError) Error() string    { return e.err.Error() }
 func (e kindError) Unwrap() []error  { return []error{e.kind, e.err} }
 
 // explainRead says what a failed read means for this role and path.
-func explainRead(err error, mt mount, r spc.Call) error {
+func explainRead(err error, mt *mount, r spc.Call) error {
 	switch {
 	case errors.Is(err, vault.ErrPermissionDenied):
 		return fmt.Errorf("vault role %q may not %s %s: %w; grant it in a policy attached to the role", mt.params.Role, r.Method, r.Path, err)

@@ -118,7 +118,9 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 	var err2 error
 	addresses := config.SplitAddresses(cfg.Address)
 	for i, addr := range addresses {
-		mt := mount{params: params, cfg: cfg, log: log}
+		// One per address, shared by pointer: the reads' closures would
+		// each copy it to the heap otherwise (about a kilobyte a read).
+		mt := &mount{params: params, cfg: cfg, log: log}
 		mt.cfg.Address = addr
 		mt.id = auth.Identity{Vault: mt.cfg, Role: params.Role, Audience: params.Audience, Pod: params.Pod}
 		mt.idKey = mt.id.Key()
@@ -144,7 +146,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 // object. When Vault refuses a read with a cached token and lookup-self
 // shows the token is gone, it is dropped and the reads are retried once with
 // a new login; a token that is still valid is kept (the refusal is policy).
-func (m *Mounter) readWithSession(ctx context.Context, mt mount, base *api.Client) (map[string]render.Fetched, error) {
+func (m *Mounter) readWithSession(ctx context.Context, mt *mount, base *api.Client) (map[string]render.Fetched, error) {
 	login := func(ctx context.Context) (vault.Session, error) {
 		tok, err := m.Tokens.Token(ctx, mt.params.Pod, mt.params.Audience, mt.params.Tokens)
 		if err != nil {
@@ -212,7 +214,7 @@ func (m *Mounter) templateLimits() render.Limits {
 
 // readAll makes each object's Vault calls, in parallel up to
 // ReadConcurrency; a request several objects or templates make is sent once.
-func (m *Mounter) readAll(ctx context.Context, mt mount, sess vault.Session) (map[string]render.Fetched, error) {
+func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (map[string]render.Fetched, error) {
 	var held atomic.Int64 // bytes of the answers read so far
 	limit := m.mountMaxBytes()
 	once := newReadOnce(func(ctx context.Context, key string, c spc.Call) ([]byte, error) {
@@ -320,7 +322,7 @@ func (o *readOnce) get(ctx context.Context, call spc.Call) ([]byte, error) {
 
 // podToken is the pod's own Vault token (the one this mount logged in
 // with), response-wrapped when the object sets wrapTTL.
-func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o spc.Object) (render.Fetched, error) {
+func (m *Mounter) podToken(ctx context.Context, mt *mount, sess vault.Session, o spc.Object) (render.Fetched, error) {
 	token := sess.Token()
 	if o.WrapFor == 0 {
 		return render.Fetched{Body: []byte(token)}, nil
@@ -346,7 +348,7 @@ func (m *Mounter) podToken(ctx context.Context, mt mount, sess vault.Session, o 
 
 // read makes one request, or answers it from the lease cache.
 // key is c.Key(), before KV v2 path resolution.
-func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key string, c spc.Call) ([]byte, error) {
+func (m *Mounter) read(ctx context.Context, mt *mount, sess vault.Session, key string, c spc.Call) ([]byte, error) {
 	r := vaultRequest(c)
 	if r.Method == http.MethodGet {
 		r.Path = m.kv.Resolve(ctx, sess, mt.connKey, r.Path, func(err error) {
@@ -381,7 +383,7 @@ func (m *Mounter) read(ctx context.Context, mt mount, sess vault.Session, key st
 }
 
 // respond builds the files and versions from what was fetched.
-func (m *Mounter) respond(ctx context.Context, mt mount, results map[string]render.Fetched) (*v1alpha1.MountResponse, error) {
+func (m *Mounter) respond(ctx context.Context, mt *mount, results map[string]render.Fetched) (*v1alpha1.MountResponse, error) {
 	return render.Files(m.Keys.Key(ctx), mt.params.Objects, mt.params.DefaultMode, func(o spc.Object) render.Fetched { return results[fetchKey(o)] })
 }
 
