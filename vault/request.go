@@ -61,32 +61,37 @@ func (s Session) request(method, path string) *api.Request {
 	return r
 }
 
-// send sends r and parses the answer as a Vault secret (nil for 204).
-func (s Session) send(ctx context.Context, r *api.Request) (*api.Secret, error) {
-	resp, err := s.client.RawRequestWithContext(ctx, r) //nolint:staticcheck // the only client call that takes a request with its own token
+// call sends one of the session's own small requests (login, renewal,
+// revocation, lookup), with body as JSON unless nil, and parses Vault's
+// answer as a secret (nil for 204). Errors are classified under op, with
+// redact kept out of them.
+func (s Session) call(ctx context.Context, op, method, path string, body map[string]any, redact string) (*api.Secret, error) {
+	r := s.request(method, path)
+	if body != nil {
+		if err := r.SetJSONBody(body); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, path, err)
+		}
+	}
+	resp, err := s.client.RawRequestWithContext(expectSmallAnswer(ctx), r) //nolint:staticcheck // the only client call that takes a request with its own token
 	if resp != nil {
 		defer resp.Body.Close()
 	}
+	var secret *api.Secret
+	if err == nil && resp.StatusCode != http.StatusNoContent {
+		secret, err = api.ParseSecret(resp.Body)
+	}
 	if err != nil {
-		return nil, err
+		return nil, classify(ctx, op, method, path, 0, err, redact)
 	}
-	if resp.StatusCode == http.StatusNoContent {
-		return nil, nil
-	}
-	return api.ParseSecret(resp.Body)
+	return secret, nil
 }
 
 // Login logs in with a JWT (kubernetes or jwt auth method) at auth/<mount>/login.
 func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Session, error) {
 	path := "auth/" + mount + "/login"
-	anonymous := Session{client: base}
-	r := anonymous.request(http.MethodPut, path)
-	if err := r.SetJSONBody(map[string]any{"role": role, "jwt": jwt}); err != nil {
-		return Session{}, fmt.Errorf("login %s: %w", path, err)
-	}
-	secret, err := anonymous.send(expectSmallAnswer(ctx), r)
+	secret, err := Session{client: base}.call(ctx, "login", http.MethodPost, path, map[string]any{"role": role, "jwt": jwt}, jwt)
 	if err != nil {
-		return Session{}, classify(ctx, "login", http.MethodPost, path, 0, err, jwt)
+		return Session{}, err
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return Session{}, &Error{Op: "login", Method: http.MethodPost, Path: path, Kind: ErrEmptyResponse, Detail: "the response has no auth.client_token"}
@@ -147,13 +152,9 @@ func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDen
 // TTL Vault granted (less than asked for when the token's max TTL is near).
 func RenewSelf(ctx context.Context, s Session) (time.Duration, error) {
 	const path = "auth/token/renew-self"
-	r := s.request(http.MethodPut, path)
-	if err := r.SetJSONBody(map[string]any{"increment": int(s.TTL / time.Second)}); err != nil {
-		return 0, err
-	}
-	secret, err := s.send(expectSmallAnswer(ctx), r)
+	secret, err := s.call(ctx, "renew", http.MethodPut, path, map[string]any{"increment": int(s.TTL / time.Second)}, "")
 	if err != nil {
-		return 0, classify(ctx, "renew", http.MethodPut, path, 0, err, "")
+		return 0, err
 	}
 	if secret == nil || secret.Auth == nil {
 		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: path, Kind: ErrEmptyResponse, Detail: "the response has no auth"}
@@ -163,23 +164,16 @@ func RenewSelf(ctx context.Context, s Session) (time.Duration, error) {
 
 // RevokeSelf revokes the session's token and, with it, every lease it created.
 func RevokeSelf(ctx context.Context, s Session) error {
-	const path = "auth/token/revoke-self"
-	if _, err := s.send(expectSmallAnswer(ctx), s.request(http.MethodPut, path)); err != nil {
-		return classify(ctx, "revoke", http.MethodPut, path, 0, err, "")
-	}
-	return nil
+	_, err := s.call(ctx, "revoke", http.MethodPut, "auth/token/revoke-self", nil, "")
+	return err
 }
 
 // RenewLease extends a lease by increment and returns the TTL Vault granted.
 func RenewLease(ctx context.Context, s Session, leaseID string, increment time.Duration) (time.Duration, error) {
 	const path = "sys/leases/renew"
-	r := s.request(http.MethodPut, path)
-	if err := r.SetJSONBody(map[string]any{"lease_id": leaseID, "increment": int(increment / time.Second)}); err != nil {
-		return 0, err
-	}
-	secret, err := s.send(expectSmallAnswer(ctx), r)
+	secret, err := s.call(ctx, "renew", http.MethodPut, path, map[string]any{"lease_id": leaseID, "increment": int(increment / time.Second)}, "")
 	if err != nil {
-		return 0, classify(ctx, "renew", http.MethodPut, path, 0, err, "")
+		return 0, err
 	}
 	if secret == nil {
 		return 0, &Error{Op: "renew", Method: http.MethodPut, Path: path, Kind: ErrEmptyResponse, Detail: "the response is empty"}
@@ -190,9 +184,6 @@ func RenewLease(ctx context.Context, s Session, leaseID string, increment time.D
 // LookupSelf asks Vault whether the session's token is still valid: nil
 // when it is, ErrPermissionDenied when Vault no longer knows it.
 func LookupSelf(ctx context.Context, s Session) error {
-	const path = "auth/token/lookup-self"
-	if _, err := s.send(expectSmallAnswer(ctx), s.request(http.MethodGet, path)); err != nil {
-		return classify(ctx, "lookup", http.MethodGet, path, 0, err, "")
-	}
-	return nil
+	_, err := s.call(ctx, "lookup", http.MethodGet, "auth/token/lookup-self", nil, "")
+	return err
 }
