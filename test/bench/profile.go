@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,16 +13,6 @@ import (
 
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
-
-// freeLocalAddr is a 127.0.0.1 address nothing listens on.
-func freeLocalAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // fetchProfile saves one of the provider's profiles (-profile) into the
 // profile directory and prints its top entries.

@@ -83,7 +83,7 @@ func (b *bench) restart(ctx context.Context) error {
 	sigterm := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
-	if cmd, err = startProviderProcess(filepath.Join(b.dir, "vault-csi-provider"), b.dir, "restart", filepath.Join(b.dir, "restart.sock"), b.r, args); err != nil {
+	if cmd, err = b.launch("restart", args); err != nil {
 		stop()
 		wg.Wait()
 		return err
@@ -151,12 +151,11 @@ func (b *bench) reportRestart(pods int, polls []poll, sigterm, ready time.Time, 
 // args, and connects to it once it answers. stop ends the process the
 // returned cmd was, and the connection.
 func (b *bench) startAnother(ctx context.Context, name string, args []string) (v1alpha1.CSIDriverProviderClient, *exec.Cmd, func(), error) {
-	socket := filepath.Join(b.dir, name+".sock")
-	cmd, err := startProviderProcess(filepath.Join(b.dir, "vault-csi-provider"), b.dir, name, socket, b.r, args)
+	cmd, err := b.launch(name, args)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+b.socket(name), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		return nil, nil, nil, err
@@ -169,6 +168,13 @@ func (b *bench) startAnother(ctx context.Context, name string, args []string) (v
 	}
 	return client, cmd, stop, nil
 }
+
+// launch starts the built provider as name, on its own socket and log.
+func (b *bench) launch(name string, args []string) (*exec.Cmd, error) {
+	return startProviderProcess(b.bin, b.dir, name, b.socket(name), b.r, args)
+}
+
+func (b *bench) socket(name string) string { return filepath.Join(b.dir, name+".sock") }
 
 // waitVersion waits for a provider to answer.
 func waitVersion(ctx context.Context, client v1alpha1.CSIDriverProviderClient, within time.Duration) error {

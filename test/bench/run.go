@@ -42,6 +42,7 @@ type bench struct {
 	client v1alpha1.CSIDriverProviderClient
 	pid    int
 	rows   []row
+	bin    string // the provider this bench built
 	// pprofAddr serves the provider's profiles when -profile is set.
 	pprofAddr string
 }
@@ -138,7 +139,11 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 		socket = filepath.Join(b.dir, "vault.sock")
 		var env []string
 		if b.o.profile != "" {
-			b.pprofAddr = freeLocalAddr()
+			port, err := rig.FreePort()
+			if err != nil {
+				return stop, err
+			}
+			b.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
 			env = append(env, "VCP_PPROF_ADDR="+b.pprofAddr)
 		}
 		// Room for every identity the bench makes, so that none is evicted.
@@ -175,7 +180,8 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 // no file paths), so that its size and memory are what users run; with
 // -profile, with the pprof tag as well.
 func (b *bench) buildProvider(ctx context.Context) (string, error) {
-	bin := filepath.Join(b.dir, "vault-csi-provider")
+	b.bin = filepath.Join(b.dir, "vault-csi-provider")
+	bin := b.bin
 	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin}
 	if b.o.profile != "" {
 		args = append(args, "-tags=pprof")

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
@@ -372,7 +373,7 @@ func (b *bench) burst(ctx context.Context, reqs []*v1alpha1.MountRequest) error 
 
 // loginConcurrency is the bound the provider under test was started with.
 func (b *bench) loginConcurrency() int {
-	n := 16 // config.DefaultLoginConcurrency
+	n := config.DefaultLoginConcurrency
 	for _, a := range b.o.providerArgs {
 		if v, ok := strings.CutPrefix(a, "-login-concurrency="); ok {
 			_, _ = fmt.Sscan(v, &n)

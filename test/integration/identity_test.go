@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -94,12 +93,10 @@ func TestClassesReadFromTheWatch(t *testing.T) {
 	assert.Zero(t, gets)
 }
 
-var classGetLines = regexp.MustCompile(`(?m)^apiserver_request_total\{[^}]*resource="secretproviderclasses"[^}]*verb="GET"[^}]*\} (\d+)$`)
-
 // classGets is how many GETs of SecretProviderClasses the apiserver served.
 func classGets(t *testing.T) int {
 	t.Helper()
-	raw, err := env.Kube.AdminClient.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	counts, err := env.APIRequests(context.Background())
 	require.NoError(t, err)
-	return sumSamples(t, string(raw), classGetLines)
+	return counts["GET secretproviderclasses"]
 }
