@@ -157,7 +157,9 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc,
 		if err != nil {
 			return nil, "", err
 		}
-		c.keep(pod, key, call, renew, body)
+		if info := Parse(body, c.now()); info.Leased() { // it has a lease now: keep it
+			c.keep(pod, key, call, renew, body, info)
+		}
 		return body, Read, nil
 	}
 	type result struct {
@@ -179,7 +181,7 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc,
 		if err != nil {
 			return nil, err
 		}
-		c.keep(pod, key, call, renew, body)
+		c.keep(pod, key, call, renew, body, Parse(body, c.now()))
 		return result{body, Read}, nil
 	})
 	if err != nil {
@@ -189,17 +191,16 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc,
 	return r.body, r.outcome, nil
 }
 
-// keep stores a leased response, or remembers that call answers without one.
-func (c *Cache) keep(pod, key, call string, renew RenewFunc, body []byte) {
-	now := c.now()
-	info := Parse(body, now)
+// keep stores a leased response (info is its lease), or remembers that call
+// answers without one.
+func (c *Cache) keep(pod, key, call string, renew RenewFunc, body []byte, info Info) {
 	if !info.Leased() {
 		c.Forget(key)
 		c.static.Add(call, struct{}{}, time.Time{})
 		return
 	}
 	c.static.Remove(call)
-	e := entry{pod: pod, renew: renew, body: body, info: info, expires: now.Add(info.TTL)}
+	e := entry{pod: pod, renew: renew, body: body, info: info, expires: c.now().Add(info.TTL)}
 	c.cache.Remove(key) // replaced, not evicted
 	c.cache.Add(key, e, e.expires)
 }
