@@ -18,6 +18,11 @@
 #   csi-registrar   registers the driver with the kubelet (test/tools/csi)
 #   image, pause.tar, busybox.tar  the image packer and two images
 #   containerd, runc, CNI plugins, busybox, bats  (Debian)
+# `build.sh kind` adds what the kind cluster (test/cluster/kind.sh) needs:
+#   kind            v0.33.0 (test/tools/kind)
+#   kubeadm, kube-proxy  (1.34.4), and for the node image node/etcd (3.6.5,
+#                   test/tools/etcd) and node/coredns (v1.12.1, test/tools/coredns)
+#   docker.io, jq, mmdebstrap  (Debian)
 # `build.sh image-tool` builds only the image packer (for `make image`).
 set -euo pipefail
 
@@ -136,6 +141,29 @@ build_csi() {
 	ln -sfn "$dir/csi-registrar" "$bin/csi-registrar"
 }
 
+# build_kind_tools: kind, and the node image's etcd and CoreDNS, each at the
+# version its module in test/tools pins.
+build_kind_tools() {
+	local name mod pkg version dir
+	for name in kind etcd coredns; do
+		case $name in
+		kind) mod=sigs.k8s.io/kind pkg=sigs.k8s.io/kind ;;
+		etcd) mod=go.etcd.io/etcd/server/v3 pkg=. ;;
+		coredns) mod=github.com/coredns/coredns pkg=github.com/coredns/coredns ;;
+		esac
+		version=$(cd "$here/$name" && go list -m -f "{{.Version}}" "$mod")
+		dir=$cache/$name-$version
+		if [[ ! -x $dir/$name ]]; then
+			say "building $name $version"
+			go_build "$here/$name" "$dir/$name" "$pkg" -ldflags "-s -w"
+		fi
+	done
+	mkdir -p "$bin/node"
+	ln -sfn "$cache/kind-$(cd "$here/kind" && go list -m -f "{{.Version}}" sigs.k8s.io/kind)/kind" "$bin/kind"
+	ln -sfn "$cache/etcd-$(cd "$here/etcd" && go list -m -f "{{.Version}}" go.etcd.io/etcd/server/v3)/etcd" "$bin/node/etcd"
+	ln -sfn "$cache/coredns-$(cd "$here/coredns" && go list -m -f "{{.Version}}" github.com/coredns/coredns)/coredns" "$bin/node/coredns"
+}
+
 # build_images: the image packer, a static pause image and Debian's static
 # busybox as an image, for pods on the one-node cluster.
 build_image_tool() {
@@ -173,6 +201,20 @@ ensure_node_packages() {
 	fi
 }
 
+# ensure_kind_packages: the Docker engine (the suite starts its own, see
+# test/cluster/docker.sh) and mmdebstrap for the node image's root, without
+# recommends: those mount cgroups and start services.
+ensure_kind_packages() {
+	local missing=() p
+	for p in docker.io jq mmdebstrap uidmap; do
+		dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		apt_install --no-install-recommends "${missing[@]}"
+		systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+	fi
+}
+
 # Jobs run side by side, each logging to $logs/NAME.log.
 declare -A jobs=()
 job() {
@@ -196,13 +238,13 @@ wait_jobs() {
 
 set_name=${1:-test}
 case $set_name in
-test | cluster) ;;
+test | cluster | kind) ;;
 image-tool)
 	build_image_tool
 	exit
 	;;
 *)
-	say "usage: build.sh [test|cluster|image-tool]"
+	say "usage: build.sh [test|cluster|kind|image-tool]"
 	exit 2
 	;;
 esac
@@ -212,7 +254,12 @@ ensure_postgres
 job vault build_vault
 job kube build_kube kube-apiserver
 job helm build_helm
-if [[ $set_name == cluster ]]; then
+if [[ $set_name == kind ]]; then
+	ensure_kind_packages
+	job kind-tools build_kind_tools
+	job kube-kind build_kube kubeadm kube-proxy
+fi
+if [[ $set_name == cluster || $set_name == kind ]]; then
 	ensure_node_packages
 	job kube-node build_kube kubelet kube-controller-manager kube-scheduler kubectl
 	job csi build_csi

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Builds, without a registry, the images a kind cluster of this project runs,
+# into the suite's own Docker engine (test/cluster/docker.sh; DOCKER_HOST set):
+#
+#   kind-images.sh node    the kind node image (kind's base image recipe on a
+#                          Debian bookworm root made by mmdebstrap, Kubernetes
+#                          1.34.4's binaries, and the control plane's images
+#                          imported into the node's containerd)
+#
+# What goes in comes from test/tools/build.sh kind (Go module proxy) and
+# Debian. An image is built once per recipe: its tag carries a hash of this
+# file, and the engine's data root (~/.cache/vcp-test/docker) keeps it.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${VCP_CACHE:-$HOME/.cache/vcp-test}
+bin=${VCP_TEST_BIN:-$cache/bin}
+work=$cache/kind
+kube_version=v$(cd "$here/kube" && go list -m -f "{{.Version}}" k8s.io/kubernetes | sed 's/^v//')
+recipe=$(sha256sum "$0" | cut -c1-10)
+node_image=localhost/vcp-kind-node:$kube_version-$recipe
+suite=$(basename "$0")
+
+say() { echo "$suite: $*" >&2; }
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# rootfs: Debian bookworm with what kind's base image installs (systemd 252:
+# kind's own trixie base boots systemd 257, which this cgroup v1 host is not
+# known to run).
+rootfs() {
+	local tar=$work/rootfs-bookworm.tar
+	[[ -f $tar ]] && return 0
+	say "making the node's Debian root (mmdebstrap, about 2 minutes)"
+	mkdir -p "$work"
+	mmdebstrap --mode=unshare --format=tar --variant=minbase \
+		--include=systemd,systemd-sysv,dbus,containerd,runc,iptables,nftables,conntrack,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,fuse-overlayfs,bash,ca-certificates,procps,socat,e2fsprogs,containernetworking-plugins,jq \
+		bookworm "$tar.tmp" http://deb.debian.org/debian >"$work/mmdebstrap.log" 2>&1
+	mv "$tar.tmp" "$tar"
+}
+
+# control_plane_images DIR: kubeadm's images as one-layer tarballs, tagged
+# with the names kubeadm 1.34 asks for (kubeadm config images list).
+control_plane_images() {
+	local out=$1 c
+	for c in kube-apiserver kube-controller-manager kube-scheduler; do
+		"$bin/image" -tag "registry.k8s.io/$c:$kube_version" -out "$out/$c.tar" \
+			-file "$bin/$c=/usr/local/bin/$c:0755" -entrypoint "/usr/local/bin/$c"
+	done
+	"$bin/image" -tag registry.k8s.io/etcd:3.6.5-0 -out "$out/etcd.tar" \
+		-file "$bin/node/etcd=/usr/local/bin/etcd:0755" -entrypoint /usr/local/bin/etcd
+	"$bin/image" -tag registry.k8s.io/coredns/coredns:v1.12.1 -out "$out/coredns.tar" -user 65532:65532 -nonroot-passwd \
+		-file "$bin/node/coredns=/coredns:0755" -entrypoint /coredns
+	"$bin/image" -tag registry.k8s.io/pause:3.10.1 -out "$out/pause.tar" \
+		-file "$cache/images/pause=/pause:0755" -entrypoint /pause
+	# kube-proxy programs the node's iptables: its image needs them, and
+	# conntrack; the node's Debian root has both.
+	mkdir -p "$out/kube-proxy-context"
+	cp "$bin/kube-proxy" "$out/kube-proxy-context/"
+	printf 'FROM localhost/vcp-kind-rootfs:bookworm\nCOPY kube-proxy /usr/local/bin/kube-proxy\n' >"$out/kube-proxy-context/Dockerfile"
+	DOCKER_BUILDKIT=0 docker build -q -t "registry.k8s.io/kube-proxy:$kube_version" "$out/kube-proxy-context" >/dev/null
+	rm -rf "$out/kube-proxy-context"
+	docker save "registry.k8s.io/kube-proxy:$kube_version" -o "$out/kube-proxy.tar"
+	docker image rm "registry.k8s.io/kube-proxy:$kube_version" >/dev/null
+}
+
+node() {
+	if have_image "$node_image"; then
+		echo "$node_image"
+		return 0
+	fi
+	rootfs
+	local ctx=$work/node-context files
+	files=$(cd "$here/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files
+	rm -rf "$ctx" && mkdir -p "$ctx/images"
+	cp -r "$files" "$ctx/files"
+	chmod -R u+w "$ctx/files"
+	cp "$bin/kubeadm" "$bin/kubelet" "$bin/kubectl" "$ctx/"
+	have_image localhost/vcp-kind-rootfs:bookworm ||
+		docker import "$work/rootfs-bookworm.tar" localhost/vcp-kind-rootfs:bookworm >/dev/null
+	control_plane_images "$ctx/images"
+	cat >"$ctx/config.toml" <<'EOF'
+# kind's containerd configuration for Debian's containerd 1.6: no
+# fuse-overlayfs proxy; restrict_oom_score_adj because this machine's
+# capability bounding set lacks CAP_SYS_RESOURCE.
+version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10.1"
+  tolerate_missing_hugepages_controller = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    discard_unpacked_layers = true
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      base_runtime_spec = "/etc/containerd/cri-base.json"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = true
+EOF
+	# The kubelet sets vm.overcommit_memory, kernel.panic and
+	# kernel.panic_on_oops, which are the host's: it finds them already set
+	# in files bound over them in the node's own mount namespace.
+	cat >"$ctx/vcp-sysctls.sh" <<'EOF'
+#!/bin/sh
+set -eu
+mkdir -p /run/vcp-sysctls
+for kv in vm/overcommit_memory=1 kernel/panic=10 kernel/panic_on_oops=1; do
+	k=${kv%=*} f=/run/vcp-sysctls/$(echo "${kv%=*}" | tr / .)
+	echo "${kv#*=}" >"$f"
+	mountpoint -q "/proc/sys/$k" || mount --bind "$f" "/proc/sys/$k"
+done
+EOF
+	cat >"$ctx/Dockerfile" <<EOF
+FROM localhost/vcp-kind-rootfs:bookworm
+COPY files/usr/local/bin/ /usr/local/bin/
+COPY files/kind/ /kind/
+COPY files/etc/ /etc/
+COPY config.toml /etc/containerd/config.toml
+COPY vcp-sysctls.sh /kind/bin/vcp-sysctls.sh
+COPY kubeadm kubelet kubectl /usr/bin/
+COPY images/ /kind/images/
+RUN chmod 0755 /kind /kind/bin /kind/bin/* /usr/local/bin/* \\
+ && sed -i 's|/usr/local/bin/containerd|/usr/bin/containerd|' /etc/systemd/system/containerd.service \\
+ && printf '[Service]\nExecStartPre=/kind/bin/vcp-sysctls.sh\n' >/etc/systemd/system/kubelet.service.d/20-vcp-sysctls.conf \\
+ && rm -f /usr/lib/sysctl.d/*.conf /etc/sysctl.d/99-sysctl.conf \\
+ && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \\
+    /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
+    /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
+ && find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.service -delete \\
+ && echo ReadKMsg=no >>/etc/systemd/journald.conf \\
+ && systemctl enable kubelet.service containerd.service undo-mount-hacks.service \\
+ && systemctl mask systemd-binfmt.service \\
+ && mkdir -p /etc/kubernetes/manifests /opt/cni \\
+ && ln -s /usr/lib/cni /opt/cni/bin \\
+ && ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer | length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \\
+    | jq 'del(.process.rlimits)' >/etc/containerd/cri-base.json \\
+ && echo $kube_version >/kind/version
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
+EOF
+	say "building the kind node image $node_image"
+	DOCKER_BUILDKIT=0 docker build -q -t localhost/vcp-kind-node-build:latest "$ctx" >/dev/null
+	# Import the control plane's images into the node's containerd, as
+	# `kind build node-image` would if it could run offline.
+	local c
+	c=$(docker run -d --privileged --entrypoint sleep localhost/vcp-kind-node-build:latest infinity)
+	docker exec "$c" sh -c 'containerd >/var/log/containerd-build.log 2>&1 & for i in $(seq 100); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
+		for t in /kind/images/*.tar; do ctr -n k8s.io images import --no-unpack --all-platforms "$t" >/dev/null || exit 1; done
+		ctr -n k8s.io images ls -q; pkill containerd; rm -rf /kind/images /var/log/containerd-build.log' >&2
+	docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' "$c" "$node_image" >/dev/null
+	docker rm -f "$c" >/dev/null
+	docker image rm localhost/vcp-kind-node-build:latest >/dev/null
+	rm -rf "$ctx"
+	echo "$node_image"
+}
+
+case ${1:-} in
+node) node ;;
+*)
+	echo "usage: $0 node" >&2
+	exit 2
+	;;
+esac
