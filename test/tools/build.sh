@@ -16,6 +16,7 @@
 #   kubelet, kube-controller-manager, kube-scheduler, kubectl  (1.34.4)
 #   secrets-store-csi-driver  v1.6.1, with a stand-in for monis.app/mlog
 #   csi-registrar   registers the driver with the kubelet (test/tools/csi)
+#   csi-livenessprobe  the driver's /healthz sidecar (test/tools/csi)
 #   image, pause.tar, busybox.tar  the image packer and two images
 #   containerd, runc, CNI plugins, busybox, bats  (Debian)
 # `build.sh kind` adds what the kind cluster (test/cluster/kind.sh) needs:
@@ -127,8 +128,9 @@ ensure_postgres() {
 
 csi_version=$(cd "$here/csi" && go list -m -f "{{.Version}}" sigs.k8s.io/secrets-store-csi-driver)
 
-# build_csi: the secrets-store-csi-driver and our registrar (the proxy refuses
-# node-driver-registrar), from test/tools/csi.
+# build_csi: the secrets-store-csi-driver, and our registrar and liveness
+# probe (the proxy refuses node-driver-registrar and livenessprobe), from
+# test/tools/csi.
 build_csi() {
 	local dir=$cache/csi-$csi_version
 	if [[ ! -x $dir/secrets-store-csi-driver ]]; then
@@ -137,8 +139,10 @@ build_csi() {
 			-ldflags "-s -w -X sigs.k8s.io/secrets-store-csi-driver/pkg/version.BuildVersion=$csi_version"
 	fi
 	go_build "$here/csi" "$dir/csi-registrar" ./registrar -ldflags "-s -w"
+	go_build "$here/csi" "$dir/csi-livenessprobe" ./livenessprobe -ldflags "-s -w"
 	ln -sfn "$dir/secrets-store-csi-driver" "$bin/secrets-store-csi-driver"
 	ln -sfn "$dir/csi-registrar" "$bin/csi-registrar"
+	ln -sfn "$dir/csi-livenessprobe" "$bin/csi-livenessprobe"
 }
 
 # build_kind_tools: kind, and the node image's etcd and CoreDNS, each at the

@@ -7,6 +7,7 @@ go 1.26.0
 tool sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver
 
 require (
+	github.com/container-storage-interface/spec v1.12.0
 	google.golang.org/grpc v1.83.2
 	k8s.io/kubelet v0.34.4
 )
@@ -14,7 +15,6 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/container-storage-interface/spec v1.12.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
 	github.com/evanphx/json-patch/v5 v5.9.11 // indirect

@@ -2,7 +2,14 @@
 // kubelet's plugin registration socket, as node-driver-registrar does. The
 // Go module proxy refuses github.com/kubernetes-csi/node-driver-registrar, so
 // the one-node test cluster uses this instead; it speaks the same
-// pluginregistration/v1 API (GetInfo, NotifyRegistrationStatus).
+// pluginregistration/v1 API (GetInfo, NotifyRegistrationStatus) and takes
+// node-driver-registrar's flags as the driver's chart passes them:
+//
+//	registrar --csi-address=/csi/csi.sock \
+//	  --kubelet-registration-path=/var/lib/kubelet/plugins/csi-secrets-store/csi.sock
+//
+// registers the driver, whose socket the kubelet sees at the registration
+// path, through /registration/<driver>-reg.sock.
 package main
 
 import (
@@ -12,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"google.golang.org/grpc"
@@ -43,11 +51,20 @@ func (r *registrar) NotifyRegistrationStatus(_ context.Context, s *registration.
 
 func main() {
 	name := flag.String("driver-name", "secrets-store.csi.k8s.io", "CSI driver name")
-	endpoint := flag.String("csi-address", "", "path of the driver's CSI socket, as the kubelet sees it")
-	socket := flag.String("registration-socket", "", "path of this registrar's socket in the kubelet's plugins_registry directory")
+	endpoint := flag.String("csi-address", "", "path of the driver's CSI socket (as the kubelet sees it, unless -kubelet-registration-path is set)")
+	kubeletPath := flag.String("kubelet-registration-path", "", "path of the driver's CSI socket as the kubelet sees it")
+	registrationDir := flag.String("plugin-registration-path", "/registration", "the kubelet's plugins_registry directory, as this container sees it")
+	socket := flag.String("registration-socket", "", "path of this registrar's socket (default: <plugin-registration-path>/<driver-name>-reg.sock)")
+	flag.Int("v", 0, "accepted for node-driver-registrar's flags; ignored")
 	flag.Parse()
+	if *kubeletPath != "" {
+		*endpoint = *kubeletPath
+	}
+	if *socket == "" && *kubeletPath != "" {
+		*socket = filepath.Join(*registrationDir, *name+"-reg.sock")
+	}
 	if *endpoint == "" || *socket == "" {
-		log.Fatal("-csi-address and -registration-socket are required")
+		log.Fatal("-csi-address, and -registration-socket or -kubelet-registration-path, are required")
 	}
 	_ = os.Remove(*socket)
 	lis, err := net.Listen("unix", *socket)
