@@ -67,7 +67,7 @@ lint: $(GOLANGCI_LINT) ## gofmt, go vet, golangci-lint and shellcheck
 	$(GOLANGCI_LINT) run ./...
 	cd test/tools/image && go vet ./...
 	cd test/tools/csi && go vet ./registrar/ ./livenessprobe/
-	shellcheck -x .ci/run test/tools/build.sh test/cluster/*.sh test/bats/*.bash test/bats/*.bats
+	shellcheck -x .ci/run test/tools/build.sh test/tools/kind-images.sh test/cluster/*.sh test/bats/*.bash test/bats/*.bats
 
 $(GOLANGCI_LINT):
 	mkdir -p $(TOOLS)

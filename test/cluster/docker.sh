@@ -48,6 +48,9 @@ EOF
 up() {
 	{ command -v dockerd && command -v jq; } >/dev/null || die "needs Debian's docker.io and jq: test/tools/build.sh kind installs them"
 	mkdir -p "$run/logs" "$run/pids" "$data"
+	# systemd as a kind node's PID 1 raises the host's fs.file-max (a kernel
+	# global): down puts it back.
+	[[ -f $run/host-state ]] || echo "fs/file-max $(cat /proc/sys/fs/file-max)" >"$run/host-state"
 	runc_wrapper
 	# Docker's containerd needs no CRI.
 	echo 'disabled_plugins = ["io.containerd.grpc.v1.cri"]' >"$run/containerd.toml"
@@ -63,10 +66,18 @@ up() {
 }
 
 down() {
+	if running dockerd; then
+		# The networks it made (kind's) are host bridges: remove them first.
+		docker network ls --filter type=custom -q | xargs -r docker network rm >/dev/null 2>&1 || true
+	fi
 	stop dockerd
 	stop containerd
 	# Mounts the engine leaves only when killed: its overlays and netns files.
 	grep -F -e " $run/" -e " $data/engine/" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	if [[ -f $run/host-state ]]; then
+		local key value
+		while read -r key value; do echo "$value" >"/proc/sys/$key"; done <"$run/host-state"
+	fi
 	rm -rf "$run"
 	say "down"
 }
