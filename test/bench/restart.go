@@ -171,8 +171,11 @@ func (b *bench) startAnother(ctx context.Context, name string, args []string) (v
 
 // launch starts the built provider as name, on its own socket and log.
 func (b *bench) launch(name string, args []string) (*exec.Cmd, error) {
-	return startProviderProcess(b.bin, b.dir, name, b.socket(name), b.r, args)
+	return startProviderProcess(b.binary(), b.dir, name, b.socket(name), b.r, args)
 }
+
+// binary is where buildProvider puts the provider it builds.
+func (b *bench) binary() string { return filepath.Join(b.dir, "vault-csi-provider") }
 
 func (b *bench) socket(name string) string { return filepath.Join(b.dir, name+".sock") }
 

@@ -42,7 +42,6 @@ type bench struct {
 	client v1alpha1.CSIDriverProviderClient
 	pid    int
 	rows   []row
-	bin    string // the provider this bench built
 	// pprofAddr serves the provider's profiles when -profile is set.
 	pprofAddr string
 }
@@ -180,8 +179,7 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 // no file paths), so that its size and memory are what users run; with
 // -profile, with the pprof tag as well.
 func (b *bench) buildProvider(ctx context.Context) (string, error) {
-	b.bin = filepath.Join(b.dir, "vault-csi-provider")
-	bin := b.bin
+	bin := b.binary()
 	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin}
 	if b.o.profile != "" {
 		args = append(args, "-tags=pprof")

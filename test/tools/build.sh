@@ -148,12 +148,13 @@ build_csi() {
 # build_kind_tools: kind, and the node image's etcd and CoreDNS, each at the
 # version its module in test/tools pins.
 build_kind_tools() {
-	local name mod pkg version dir
+	local name mod pkg link version dir
+	mkdir -p "$bin/node"
 	for name in kind etcd coredns; do
 		case $name in
-		kind) mod=sigs.k8s.io/kind pkg=sigs.k8s.io/kind ;;
-		etcd) mod=go.etcd.io/etcd/server/v3 pkg=. ;;
-		coredns) mod=github.com/coredns/coredns pkg=github.com/coredns/coredns ;;
+		kind) mod=sigs.k8s.io/kind pkg=sigs.k8s.io/kind link=$bin/kind ;;
+		etcd) mod=go.etcd.io/etcd/server/v3 pkg=. link=$bin/node/etcd ;;
+		coredns) mod=github.com/coredns/coredns pkg=github.com/coredns/coredns link=$bin/node/coredns ;;
 		esac
 		version=$(cd "$here/$name" && go list -m -f "{{.Version}}" "$mod")
 		dir=$cache/$name-$version
@@ -161,11 +162,8 @@ build_kind_tools() {
 			say "building $name $version"
 			go_build "$here/$name" "$dir/$name" "$pkg" -ldflags "-s -w"
 		fi
+		ln -sfn "$dir/$name" "$link"
 	done
-	mkdir -p "$bin/node"
-	ln -sfn "$cache/kind-$(cd "$here/kind" && go list -m -f "{{.Version}}" sigs.k8s.io/kind)/kind" "$bin/kind"
-	ln -sfn "$cache/etcd-$(cd "$here/etcd" && go list -m -f "{{.Version}}" go.etcd.io/etcd/server/v3)/etcd" "$bin/node/etcd"
-	ln -sfn "$cache/coredns-$(cd "$here/coredns" && go list -m -f "{{.Version}}" github.com/coredns/coredns)/coredns" "$bin/node/coredns"
 }
 
 # build_images: the image packer, a static pause image and Debian's static
