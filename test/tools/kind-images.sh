@@ -6,19 +6,24 @@
 #                          Debian bookworm root made by mmdebstrap, Kubernetes
 #                          1.34.4's binaries, and the control plane's images
 #                          imported into the node's containerd)
+#   kind-images.sh workloads   the images the suite's pods run, printed one
+#                          per line: the secrets-store-csi-driver, its CRD
+#                          job (kubectl), our registrar and liveness probe,
+#                          busybox, Vault with its plugins, and the provider
+#                          built by `docker build` from our Dockerfile
 #
 # What goes in comes from test/tools/build.sh kind (Go module proxy) and
-# Debian. An image is built once per recipe: its tag carries a hash of this
-# file, and the engine's data root (~/.cache/vcp-test/docker) keeps it.
+# Debian. The node image is built once per recipe: its tag carries a hash of
+# its recipe, and the engine's data root (~/.cache/vcp-test/docker) keeps it;
+# the workload images are rebuilt each time (seconds; Docker caches layers).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
 cache=${VCP_CACHE:-$HOME/.cache/vcp-test}
 bin=${VCP_TEST_BIN:-$cache/bin}
 work=$cache/kind
 kube_version=$(cd "$here/kube" && go list -m -f "{{.Version}}" k8s.io/kubernetes)
-recipe=$(sha256sum "$0" | cut -c1-10)
-node_image=localhost/vcp-kind-node:$kube_version-$recipe
 suite=$(basename "$0")
 
 say() { echo "$suite: $*" >&2; }
@@ -67,6 +72,11 @@ control_plane_images() {
 }
 
 node() {
+	# The tag carries a hash of the recipe (this function and the two it
+	# calls), so a changed recipe builds a new image; older ones are removed.
+	local recipe node_image
+	recipe=$(declare -f node rootfs control_plane_images | sha256sum | cut -c1-10)
+	node_image=localhost/vcp-kind-node:$kube_version-$recipe
 	if have_image "$node_image"; then
 		echo "$node_image"
 		return 0
@@ -156,14 +166,95 @@ EOF
 	docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' "$c" "$node_image" >/dev/null
 	docker rm -f "$c" >/dev/null
 	docker image rm localhost/vcp-kind-node-build:latest >/dev/null
+	docker image ls --format '{{.Repository}}:{{.Tag}}' localhost/vcp-kind-node | grep -vxF "$node_image" | xargs -r docker image rm >/dev/null || true
 	rm -rf "$ctx"
 	echo "$node_image"
 }
 
+# pack TAG ARGS...: a one-layer image by the packer, loaded into the engine.
+pack() {
+	local tag=$1 tar
+	shift
+	tar=$(mktemp "$work/pack-XXXXXX.tar")
+	"$bin/image" -tag "$tag" -out "$tar" "$@"
+	docker load -q -i "$tar" >/dev/null
+	rm -f "$tar"
+	echo "$tag"
+}
+
+# go_image: a Go toolchain image from the Go installed here, for the
+# Dockerfile's GO_IMAGE (golang:1.26 cannot be pulled): the Debian root plus
+# /usr/local/go, with this machine's module proxy settings and CA
+# certificates (the way out may be through a proxy with its own CA).
+go_image() {
+	local v tag ctx
+	v=$(go env GOVERSION)
+	tag=localhost/vcp-go:${v#go}
+	if ! have_image "$tag"; then
+		ctx=$(mktemp -d "$work/go-XXXXXX")
+		cat >"$ctx/Dockerfile" <<EOF
+FROM localhost/vcp-kind-rootfs:bookworm
+COPY go /usr/local/go
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin GOPROXY=$(go env GOPROXY) GOSUMDB=$(go env GOSUMDB) GOFLAGS=-buildvcs=false
+EOF
+		cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+		tar -C "$ctx" -c Dockerfile ca-certificates.crt -C "$(go env GOROOT)/.." go | DOCKER_BUILDKIT=0 docker build -q -t "$tag" - >/dev/null
+		rm -rf "$ctx"
+	fi
+	echo "$tag"
+}
+
+workloads() {
+	rootfs
+	have_image localhost/vcp-kind-rootfs:bookworm ||
+		docker import "$work/rootfs-bookworm.tar" localhost/vcp-kind-rootfs:bookworm >/dev/null
+	local csi_version csi_dir vault_version ctx
+	csi_version=$(cd "$here/csi" && go list -m -f "{{.Version}}" sigs.k8s.io/secrets-store-csi-driver)
+	csi_dir=$(cd "$here/csi" && go list -m -f "{{.Dir}}" sigs.k8s.io/secrets-store-csi-driver)
+	vault_version=$(cd "$here/vault" && go list -m -f "{{.Version}}" github.com/hashicorp/vault)
+
+	# The driver mounts tmpfs through mount(8), as its upstream image on
+	# Debian does.
+	ctx=$(mktemp -d "$work/driver-XXXXXX")
+	cp "$(readlink -f "$bin/secrets-store-csi-driver")" "$ctx/secrets-store-csi"
+	printf 'FROM localhost/vcp-kind-rootfs:bookworm\nCOPY secrets-store-csi /secrets-store-csi\nENTRYPOINT ["/secrets-store-csi"]\n' >"$ctx/Dockerfile"
+	DOCKER_BUILDKIT=0 docker build -q -t "localhost/secrets-store-csi-driver:$csi_version" "$ctx" >/dev/null
+	rm -rf "$ctx"
+	echo "localhost/secrets-store-csi-driver:$csi_version"
+
+	# The chart's CRD hook runs `kubectl apply -f crds/` in /.
+	local crds=() f
+	for f in "$csi_dir"/charts/secrets-store-csi-driver/crds/*.yaml; do crds+=(-file "$f=/crds/$(basename "$f")"); done
+	pack "localhost/secrets-store-csi-driver-crds:$csi_version" -file "$bin/kubectl=/kubectl:0755" "${crds[@]}" -entrypoint /kubectl
+	pack localhost/csi-node-driver-registrar:vcp -file "$(readlink -f "$bin/csi-registrar")=/csi-node-driver-registrar:0755" \
+		-entrypoint /csi-node-driver-registrar
+	pack localhost/csi-livenessprobe:vcp -file "$(readlink -f "$bin/csi-livenessprobe")=/livenessprobe:0755" -entrypoint /livenessprobe
+	docker load -q -i "$bin/busybox.tar" >/dev/null
+	echo localhost/busybox:e2e
+	# Vault refuses symbolic links in its plugin directory: the files
+	# themselves go in.
+	pack "localhost/vault:${vault_version#v}" -file "$(readlink -f "$bin/vault")=/bin/vault:0755" \
+		-file "$(readlink -f "$bin/plugins/kubernetes")=/vault/plugins/kubernetes:0755" \
+		-file "$(readlink -f "$bin/plugins/postgresql-database-plugin")=/vault/plugins/postgresql-database-plugin:0755" \
+		-file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt -entrypoint /bin/vault
+
+	# Our image, from our Dockerfile, on local equivalents of its bases.
+	local go base
+	go=$(go_image)
+	base=$(pack localhost/vcp-static:nonroot -nonroot-passwd \
+		-file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt)
+	DOCKER_BUILDKIT=0 docker build -q --network host --build-arg GO_IMAGE="$go" --build-arg BASE_IMAGE="$base" \
+		--build-arg VERSION="$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo dev)" \
+		-t localhost/vault-csi-provider:e2e "$repo" >/dev/null
+	echo localhost/vault-csi-provider:e2e
+}
+
 case ${1:-} in
 node) node ;;
+workloads) workloads ;;
 *)
-	echo "usage: $0 node" >&2
+	echo "usage: $0 node|workloads" >&2
 	exit 2
 	;;
 esac
