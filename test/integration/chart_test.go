@@ -112,7 +112,9 @@ func TestChartOptions(t *testing.T) {
 		"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "dashboard.enabled=true",
 		"image.digest=sha256:"+strings.Repeat("a", 64), "allowPodOverrides={vaultAddress}", "hostNetwork=true",
 		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical",
-		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128", "tokenRequestFallback=true")
+		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128", "tokenRequestFallback=true",
+		"extraVolumes[0].name=vault-tls", "extraVolumes[0].secret.secretName=vault-tls",
+		"extraVolumeMounts[0].name=vault-tls", "extraVolumeMounts[0].mountPath=/vault/tls", "extraVolumeMounts[0].readOnly=true")
 	require.NoError(t, err)
 	ds := objs["DaemonSet"][0]
 	c := container(t, ds)
@@ -129,6 +131,10 @@ func TestChartOptions(t *testing.T) {
 	assert.Equal(t, "system-node-critical", field(t, ds, "spec", "template", "spec", "priorityClassName"))
 	vols := field(t, ds, "spec", "template", "spec", "volumes").([]any)
 	assert.Equal(t, "/etc/kubernetes/secrets-store-csi-providers", vols[0].(map[string]any)["hostPath"].(map[string]any)["path"])
+	vj, _ := json.Marshal(vols[1:])
+	assert.JSONEq(t, `[{"name":"vault-tls","secret":{"secretName":"vault-tls"}}]`, string(vj), "extraVolumes after the providers directory")
+	mj, _ := json.Marshal(c["volumeMounts"].([]any)[1:])
+	assert.JSONEq(t, `[{"name":"vault-tls","mountPath":"/vault/tls","readOnly":true}]`, string(mj), "the CA or client certificate reaches the container")
 
 	require.Len(t, objs["ServiceMonitor"], 1)
 	sm := objs["ServiceMonitor"][0]
@@ -141,10 +147,10 @@ func TestChartOptions(t *testing.T) {
 }
 
 func TestChartSchemaRejectsBadValues(t *testing.T) {
-	for _, set := range []string{"logLevel=loud", "vault.address=vault:8200", "cacheSize=-1", "allowPodOverrides={roleName}", "image.digest=latest"} {
+	for _, set := range []string{"logLevel=loud", "vault.address=vault:8200", "cacheSize=-1", "allowPodOverrides={roleName}", "image.digest=latest", "extraVolumeMounts[0].mountPath=relative"} {
 		_, err := helmTemplate(t, set)
 		require.Error(t, err, set)
-		assert.Contains(t, err.Error(), strings.SplitN(strings.SplitN(set, "=", 2)[0], ".", 2)[0], set)
+		assert.Contains(t, err.Error(), strings.FieldsFunc(set, func(r rune) bool { return r == '=' || r == '.' || r == '[' })[0], set)
 	}
 }
 
