@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Configures an external Vault for a cluster, as a platform team would
-# (../shared/seeds: Vault outside the cluster):
+# Configures Vault for a cluster, as a platform team would. Vault outside
+# the cluster (../shared/seeds), the default:
 #   - a reviewer service account (system:auth-delegator) whose long-lived
 #     token lets Vault's kubernetes auth call TokenReview;
+# Vault inside it (E2E_VAULT_IN_CLUSTER=true, kind.sh): Vault's own service
+# account, bound to system:auth-delegator by kind.sh, is the reviewer, and
+# the auth method reads its token and the cluster's CA from the pod. Both:
 #   - kubernetes auth at kubernetes/ (roles e2e and e2e-custom-audience);
 #   - jwt auth at jwt/ through OIDC discovery of the cluster's issuer, and at
 #     jwt-keys/ with the issuer's public key (jwt_validation_pubkeys);
-#   - KV v2 at secret/ (the dev server's), KV v1 at kv/, PKI at pki/,
-#     PostgreSQL dynamic credentials at database/.
+#   - KV v1 at kv/, PKI at pki/,
+#     PostgreSQL dynamic credentials at database/ (KV v2 at secret/ is the
+#     dev server's, or kind.sh's).
 # Reads the cluster from the environment that `cluster.sh env` or
 # `kind.sh env` prints. Safe to run again.
 set -euo pipefail
@@ -17,8 +21,9 @@ set -euo pipefail
 
 say() { echo "bootstrap: $*" >&2; }
 
-# Kubernetes: the reviewer and its token.
-kubectl apply -f - >/dev/null <<EOF
+# Kubernetes: the reviewer and its token (Vault outside the cluster).
+reviewer() {
+	kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Namespace
 metadata: {name: vault-system}
@@ -41,15 +46,16 @@ metadata: {name: vault-reviewer-auth-delegator}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
 subjects: [{kind: ServiceAccount, name: vault-reviewer, namespace: vault-system}]
 EOF
-reviewer_jwt=
-for _ in $(seq 1 60); do
-	reviewer_jwt=$(kubectl -n vault-system get secret vault-reviewer-token -o 'jsonpath={.data.token}' | base64 -d)
-	[[ -n $reviewer_jwt ]] && break
-	sleep 0.5
-done
-[[ -n $reviewer_jwt ]] || {
-	say "the token controller did not fill vault-system/vault-reviewer-token"
-	exit 1
+	reviewer_jwt=
+	for _ in $(seq 1 60); do
+		reviewer_jwt=$(kubectl -n vault-system get secret vault-reviewer-token -o 'jsonpath={.data.token}' | base64 -d)
+		[[ -n $reviewer_jwt ]] && break
+		sleep 0.5
+	done
+	[[ -n $reviewer_jwt ]] || {
+		say "the token controller did not fill vault-system/vault-reviewer-token"
+		exit 1
+	}
 }
 
 enable() { # enable auth|secrets PATH TYPE [args]
@@ -72,9 +78,14 @@ EOF
 
 # kubernetes auth: TokenReview through the reviewer.
 enable auth kubernetes kubernetes
-# The reviewer's token through stdin, not argv (which ps shows).
-printf '%s' "$reviewer_jwt" | vault write auth/kubernetes/config kubernetes_host="$E2E_KUBE_HOST" \
-	kubernetes_ca_cert=@"$E2E_KUBE_CA" token_reviewer_jwt=@/dev/stdin >/dev/null
+if [[ ${E2E_VAULT_IN_CLUSTER:-} == true ]]; then
+	vault write auth/kubernetes/config kubernetes_host="$E2E_KUBE_HOST" >/dev/null
+else
+	reviewer
+	# The reviewer's token through stdin, not argv (which ps shows).
+	printf '%s' "$reviewer_jwt" | vault write auth/kubernetes/config kubernetes_host="$E2E_KUBE_HOST" \
+		kubernetes_ca_cert=@"$E2E_KUBE_CA" token_reviewer_jwt=@/dev/stdin >/dev/null
+fi
 vault write auth/kubernetes/role/e2e bound_service_account_names=app bound_service_account_namespaces='*' \
 	audience=vault token_policies=e2e token_ttl=10m >/dev/null
 vault write auth/kubernetes/role/e2e-custom-audience bound_service_account_names=app \

@@ -37,7 +37,7 @@ pg_port=${VCP_PG_PORT:-15432}
 rotation_poll=${VCP_ROTATION_POLL:-10s}
 provider_image=localhost/vault-csi-provider:e2e
 # Read by lib.sh.
-export vault_host=127.0.0.1 who=cluster
+export vault_host=127.0.0.1 vault_token=root pg_host=127.0.0.1 pg_clients='' who=cluster
 export PATH=$bin:$PATH
 # shellcheck source-path=SCRIPTDIR
 source "$here/lib.sh"
@@ -49,25 +49,6 @@ kubectl() { command kubectl --kubeconfig "$dir/admin.kubeconfig" "$@"; }
 
 
 # --- PKI -----------------------------------------------------------------
-
-# cert NAME CN [O] [SAN]: a key and a certificate signed by the cluster CA.
-cert() {
-	local name=$1 cn=$2 org=${3:-} san=${4:-} subj
-	[[ -f $dir/pki/$name.crt ]] && return 0
-	subj="/CN=$cn"
-	[[ -n $org ]] && subj="/O=$org$subj"
-	openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/pki/$name.key" -subj "$subj" -out "$dir/pki/$name.csr" 2>/dev/null
-	local ext=$dir/pki/$name.ext
-	echo "basicConstraints=CA:FALSE" >"$ext"
-	if [[ -n $san ]]; then
-		echo "extendedKeyUsage=serverAuth,clientAuth" >>"$ext"
-		echo "subjectAltName=$san" >>"$ext"
-	else
-		echo "extendedKeyUsage=clientAuth" >>"$ext"
-	fi
-	openssl x509 -req -in "$dir/pki/$name.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" -CAcreateserial \
-		-days 30 -extfile "$ext" -out "$dir/pki/$name.crt" 2>/dev/null
-}
 
 # kubeconfig NAME: a kubeconfig for the client certificate NAME.
 kubeconfig() {
@@ -93,11 +74,8 @@ EOF
 }
 
 pki() {
-	mkdir -p "$dir/pki"
-	chmod 700 "$dir/pki" # keys; the kubeconfigs point here
 	if [[ ! -f $dir/pki/ca.crt ]]; then
-		openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=vcp-cluster-ca" \
-			-keyout "$dir/pki/ca.key" -out "$dir/pki/ca.crt" 2>/dev/null
+		ca vcp-cluster-ca
 		openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
 		openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
 	fi

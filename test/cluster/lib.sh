@@ -1,8 +1,9 @@
-# shellcheck shell=bash disable=SC2154 # dir, bin, who, vault_*, pg_port, repo: set by the caller
+# shellcheck shell=bash disable=SC2154 # dir, bin, who, vault_*, pg_*, repo: set by the caller
 # Shared by cluster.sh (the local one-node cluster) and kind.sh: host
-# processes (start, stop), Vault and PostgreSQL outside the cluster, and our
-# chart's installation. Callers set: dir (state), bin (components), who
-# (log prefix), vault_host, vault_port, pg_port, repo.
+# processes (start, stop), a PKI, Vault and PostgreSQL outside the cluster,
+# and our chart's installation. Callers set: dir (state), bin (components),
+# who (log prefix), vault_host, vault_port, vault_token, pg_host, pg_port,
+# pg_clients (a CIDR PostgreSQL also admits, or empty), repo.
 
 say() { echo "$who: $*" >&2; }
 
@@ -52,6 +53,35 @@ stop() {
 	rm -f "$dir/pids/$name"
 }
 
+# ca CN: a CA in $dir/pki (mode 0700: keys), made once.
+ca() {
+	mkdir -p "$dir/pki"
+	chmod 700 "$dir/pki"
+	[[ -f $dir/pki/ca.crt ]] && return 0
+	openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$1" \
+		-keyout "$dir/pki/ca.key" -out "$dir/pki/ca.crt" 2>/dev/null
+}
+
+# cert NAME CN [O] [SAN]: a key and a certificate signed by the CA in
+# $dir/pki; with SAN, for servers and clients, else for clients only.
+cert() {
+	local name=$1 cn=$2 org=${3:-} san=${4:-} subj
+	[[ -f $dir/pki/$name.crt ]] && return 0
+	subj="/CN=$cn"
+	[[ -n $org ]] && subj="/O=$org$subj"
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/pki/$name.key" -subj "$subj" -out "$dir/pki/$name.csr" 2>/dev/null
+	local ext=$dir/pki/$name.ext
+	echo "basicConstraints=CA:FALSE" >"$ext"
+	if [[ -n $san ]]; then
+		echo "extendedKeyUsage=serverAuth,clientAuth" >>"$ext"
+		echo "subjectAltName=$san" >>"$ext"
+	else
+		echo "extendedKeyUsage=clientAuth" >>"$ext"
+	fi
+	openssl x509 -req -in "$dir/pki/$name.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" -CAcreateserial \
+		-days 30 -extfile "$ext" -out "$dir/pki/$name.crt" 2>/dev/null
+}
+
 start_vault() {
 	mkdir -p "$dir/vault-plugins"
 	local p
@@ -75,11 +105,14 @@ start_postgres() {
 		chown postgres "$dir/pgpass"
 		runuser -u postgres -- "$pg/initdb" -D "$dir/pg" -U postgres --pwfile="$dir/pgpass" \
 			--auth-local=trust --auth-host=scram-sha-256 --no-sync >"$dir/logs/initdb.log" 2>&1
+		if [[ -n ${pg_clients:-} ]]; then
+			echo "host all all $pg_clients scram-sha-256" >>"$dir/pg/pg_hba.conf"
+		fi
 	fi
 	mkdir -p "$dir/pg-run" && chown postgres "$dir/pg-run"
 	start postgres runuser -u postgres -- "$pg/postgres" -D "$dir/pg" -p "$pg_port" \
-		-c listen_addresses=127.0.0.1 -c unix_socket_directories="$dir/pg-run" -c fsync=off
-	wait_until 30 "postgres" "$pg/pg_isready" -h 127.0.0.1 -p "$pg_port"
+		-c listen_addresses="$pg_host" -c unix_socket_directories="$dir/pg-run" -c fsync=off
+	wait_until 30 "postgres" "$pg/pg_isready" -h "$pg_host" -p "$pg_port"
 }
 
 # install_provider_chart HELM_ARGS...: our chart from this repository, then a
@@ -91,20 +124,21 @@ install_provider_chart() {
 	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=180s >&2
 }
 
-# print_env SCRIPT VAULT_URL KUBE_HOST CA_FILE: the exports the bats suite and
-# a user need, for a cluster that SCRIPT (cluster.sh, kind.sh) started; the
-# issuer is the API's host-facing address.
+# print_env SCRIPT VAULT_URL KUBE_HOST CA_FILE [IN_CLUSTER_VAULT_URL ISSUER]:
+# the exports the bats suite and a user need, for a cluster that SCRIPT
+# (cluster.sh, kind.sh) started. By default pods reach Vault at VAULT_URL
+# too, and the issuer is KUBE_HOST.
 print_env() {
-	local script=$1 vault_url=$2 kube_host=$3 ca=$4
+	local script=$1 vault_url=$2 kube_host=$3 ca=$4 in_cluster=${5:-$2} issuer=${6:-$3}
 	cat <<EOF
 export KUBECONFIG=$KUBECONFIG
 export VAULT_ADDR=$vault_url
-export VAULT_TOKEN=root
-export E2E_VAULT_ADDR_IN_CLUSTER=$vault_url
+export VAULT_TOKEN=$vault_token
+export E2E_VAULT_ADDR_IN_CLUSTER=$in_cluster
 export E2E_KUBE_HOST=$kube_host
 export E2E_KUBE_CA=$ca
-export E2E_ISSUER=$kube_host
-export E2E_PG_HOST=127.0.0.1
+export E2E_ISSUER=$issuer
+export E2E_PG_HOST=$pg_host
 export E2E_PG_PORT=$pg_port
 export E2E_PG_PASSWORD=postgres-e2e
 export E2E_ROTATION_POLL=$rotation_poll
