@@ -317,6 +317,14 @@ install_driver() {
 		--set linux.registrarImage.repository="${registrar_image%:*}" --set linux.registrarImage.tag="${registrar_image##*:}" --set linux.registrarImage.pullPolicy=Never \
 		--set linux.livenessProbeImage.repository="${probe_image%:*}" --set linux.livenessProbeImage.tag="${probe_image##*:}" --set linux.livenessProbeImage.pullPolicy=Never \
 		--set 'linux.tolerations[0].operator=Exists' --wait --timeout 5m >/dev/null
+	wait_until 120 "every node's kubelet to register the driver" driver_on_every_node
+}
+
+driver_on_every_node() {
+	local want have
+	want=$(kubectl get nodes -o name | wc -l)
+	have=$(kubectl get csinode -o 'jsonpath={range .items[*]}{.spec.drivers[*].name}{"\n"}{end}' | grep -c secrets-store.csi.k8s.io)
+	((have == want))
 }
 
 install_provider() {

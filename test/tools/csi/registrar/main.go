@@ -9,7 +9,10 @@
 //	  --kubelet-registration-path=/var/lib/kubelet/plugins/csi-secrets-store/csi.sock
 //
 // registers the driver, whose socket the kubelet sees at the registration
-// path, through /registration/<driver>-reg.sock.
+// path, through /registration/<driver>-reg.sock. Like node-driver-registrar
+// it offers registration only once the driver's socket accepts connections,
+// and exits when the kubelet refuses the driver, so that its container
+// restarts and registers again.
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	registration "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
@@ -42,7 +46,8 @@ func (r *registrar) GetInfo(context.Context, *registration.InfoRequest) (*regist
 
 func (r *registrar) NotifyRegistrationStatus(_ context.Context, s *registration.RegistrationStatus) (*registration.RegistrationStatusResponse, error) {
 	if !s.PluginRegistered {
-		log.Printf("kubelet refused %s: %s", r.name, s.Error)
+		log.Printf("kubelet refused %s: %s; exiting to register again", r.name, s.Error)
+		go func() { time.Sleep(100 * time.Millisecond); os.Exit(1) }()
 	} else {
 		log.Printf("kubelet registered %s at %s", r.name, r.endpoint)
 	}
@@ -57,6 +62,7 @@ func main() {
 	socket := flag.String("registration-socket", "", "path of this registrar's socket (default: <plugin-registration-path>/<driver-name>-reg.sock)")
 	flag.Int("v", 0, "accepted for node-driver-registrar's flags; ignored")
 	flag.Parse()
+	csiAddress := *endpoint
 	if *kubeletPath != "" {
 		*endpoint = *kubeletPath
 	}
@@ -65,6 +71,15 @@ func main() {
 	}
 	if *endpoint == "" || *socket == "" {
 		log.Fatal("-csi-address, and -registration-socket or -kubelet-registration-path, are required")
+	}
+	for {
+		c, err := net.DialTimeout("unix", csiAddress, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		log.Printf("waiting for the driver's socket %s: %v", csiAddress, err)
+		time.Sleep(500 * time.Millisecond)
 	}
 	_ = os.Remove(*socket)
 	lis, err := net.Listen("unix", *socket)
