@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 
@@ -30,10 +31,25 @@ func explainLogin(err error, mt *mount) error {
 			mt.params.Role, sa, where, err, mt.params.Audience))
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("login to vault at %s timed out: %w; check that Vault is reachable from the node", mt.cfg.Address, err)
+	case errors.Is(err, vault.ErrTLS):
+		return explainTLS(err, mt)
 	case errors.Is(err, vault.ErrUnavailable):
 		return fmt.Errorf("cannot log in to vault at %s: %w; check vaultAddress and that Vault is running and unsealed", mt.cfg.Address, err)
 	}
 	return fmt.Errorf("login to vault at %s with role %q: %w", mt.cfg.Address, mt.params.Role, err)
+}
+
+// explainTLS says which TLS setting to look at: Vault's certificate did not
+// verify (CA, server name), or Vault refused the handshake (it may require
+// a client certificate).
+func explainTLS(err error, mt *mount) error {
+	var alert tls.AlertError
+	if errors.As(err, &alert) {
+		return fmt.Errorf("vault at %s refused the TLS handshake: %w; if it requires client certificates, set vaultTLSClientCertPath and vaultTLSClientKeyPath "+
+			"to a certificate and key its CA accepts (files in the provider's container)", mt.cfg.Address, err)
+	}
+	return fmt.Errorf("TLS verification of vault at %s failed: %w; set vaultCACertPath (or vaultCADirectory) to the CA that signed Vault's certificate "+
+		"(a file in the provider's container), and vaultTLSServerName if the address is not a name in that certificate", mt.cfg.Address, err)
 }
 
 // kindError gives an error a kind for errors.Is without changing its message.
@@ -57,6 +73,8 @@ func explainRead(err error, mt *mount, r spc.Call) error {
 		return fmt.Errorf("vault returned no data for %s %s: %w", r.Method, r.Path, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("reading %s from vault at %s timed out: %w", r.Path, mt.cfg.Address, err)
+	case errors.Is(err, vault.ErrTLS):
+		return explainTLS(err, mt)
 	case errors.Is(err, vault.ErrUnavailable):
 		return fmt.Errorf("cannot read %s from vault at %s: %w; check that Vault is running and unsealed", r.Path, mt.cfg.Address, err)
 	}

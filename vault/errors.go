@@ -2,6 +2,8 @@ package vault
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +21,9 @@ var (
 	ErrUnavailable      = errors.New("vault is unavailable")
 	ErrEmptyResponse    = errors.New("vault returned no data")
 	ErrTooLarge         = errors.New("vault response too large")
+	// ErrTLS comes with ErrUnavailable when the TLS handshake failed:
+	// Vault's certificate did not verify, or Vault refused the client's.
+	ErrTLS = errors.New("TLS with vault failed")
 )
 
 // Error is a failed call to Vault. Its message names the operation and path
@@ -31,6 +36,7 @@ type Error struct {
 	Kind   error
 	Detail string // Vault's error messages, or why there was no answer
 	Err    error
+	tls    bool // the handshake failed (ErrTLS)
 }
 
 func (e *Error) Error() string {
@@ -48,7 +54,27 @@ func (e *Error) Error() string {
 }
 
 // Unwrap lets errors.Is match both the kind and the cause (e.g. context.DeadlineExceeded).
-func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
+func (e *Error) Unwrap() []error {
+	if e.tls {
+		return []error{e.Kind, ErrTLS, e.Err}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// tlsFailure reports whether err is a failed TLS handshake: a certificate
+// that does not verify, or an alert from the server (e.g. a client
+// certificate required or refused).
+func tlsFailure(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		alert    tls.AlertError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &alert) || errors.As(err, &unknown) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid)
+}
 
 // classify turns what the Vault client returned into an *Error. redact is
 // removed from every message (the JWT sent at login).
@@ -71,6 +97,7 @@ func classify(ctx context.Context, op, method, path string, status int, err erro
 	case err != nil:
 		e.Kind = ErrUnavailable
 		e.Detail = err.Error()
+		e.tls = tlsFailure(err)
 	}
 	if redact != "" {
 		e.Detail = strings.ReplaceAll(e.Detail, redact, "[REDACTED]")
