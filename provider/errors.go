@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 
@@ -31,7 +30,7 @@ func explainLogin(err error, mt *mount) error {
 			mt.params.Role, sa, where, err, mt.params.Audience))
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("login to vault at %s timed out: %w; check that Vault is reachable from the node", mt.cfg.Address, err)
-	case errors.Is(err, vault.ErrTLS):
+	case errors.Is(err, vault.ErrTLSVerify), errors.Is(err, vault.ErrTLSRefused):
 		return explainTLS(err, mt)
 	case errors.Is(err, vault.ErrUnavailable):
 		return fmt.Errorf("cannot log in to vault at %s: %w; check vaultAddress and that Vault is running and unsealed", mt.cfg.Address, err)
@@ -43,8 +42,7 @@ func explainLogin(err error, mt *mount) error {
 // verify (CA, server name), or Vault refused the handshake (it may require
 // a client certificate).
 func explainTLS(err error, mt *mount) error {
-	var alert tls.AlertError
-	if errors.As(err, &alert) {
+	if errors.Is(err, vault.ErrTLSRefused) {
 		return fmt.Errorf("vault at %s refused the TLS handshake: %w; if it requires client certificates, set vaultTLSClientCertPath and vaultTLSClientKeyPath "+
 			"to a certificate and key its CA accepts (files in the provider's container)", mt.cfg.Address, err)
 	}
@@ -73,7 +71,7 @@ func explainRead(err error, mt *mount, r spc.Call) error {
 		return fmt.Errorf("vault returned no data for %s %s: %w", r.Method, r.Path, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("reading %s from vault at %s timed out: %w", r.Path, mt.cfg.Address, err)
-	case errors.Is(err, vault.ErrTLS):
+	case errors.Is(err, vault.ErrTLSVerify), errors.Is(err, vault.ErrTLSRefused):
 		return explainTLS(err, mt)
 	case errors.Is(err, vault.ErrUnavailable):
 		return fmt.Errorf("cannot read %s from vault at %s: %w; check that Vault is running and unsealed", r.Path, mt.cfg.Address, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -21,9 +22,11 @@ var (
 	ErrUnavailable      = errors.New("vault is unavailable")
 	ErrEmptyResponse    = errors.New("vault returned no data")
 	ErrTooLarge         = errors.New("vault response too large")
-	// ErrTLS comes with ErrUnavailable when the TLS handshake failed:
-	// Vault's certificate did not verify, or Vault refused the client's.
-	ErrTLS = errors.New("TLS with vault failed")
+	// With ErrUnavailable when the TLS handshake failed: Vault's
+	// certificate did not verify, or Vault ended the handshake with an alert
+	// (e.g. it requires a client certificate, or refused ours).
+	ErrTLSVerify  = errors.New("vault's TLS certificate did not verify")
+	ErrTLSRefused = errors.New("vault refused the TLS handshake")
 )
 
 // Error is a failed call to Vault. Its message names the operation and path
@@ -36,7 +39,7 @@ type Error struct {
 	Kind   error
 	Detail string // Vault's error messages, or why there was no answer
 	Err    error
-	tls    bool // the handshake failed (ErrTLS)
+	tls    error // ErrTLSVerify or ErrTLSRefused when the handshake failed
 }
 
 func (e *Error) Error() string {
@@ -55,25 +58,30 @@ func (e *Error) Error() string {
 
 // Unwrap lets errors.Is match both the kind and the cause (e.g. context.DeadlineExceeded).
 func (e *Error) Unwrap() []error {
-	if e.tls {
-		return []error{e.Kind, ErrTLS, e.Err}
+	if e.tls != nil {
+		return []error{e.Kind, e.tls, e.Err}
 	}
 	return []error{e.Kind, e.Err}
 }
 
-// tlsFailure reports whether err is a failed TLS handshake: a certificate
-// that does not verify, or an alert from the server (e.g. a client
-// certificate required or refused).
-func tlsFailure(err error) bool {
+// tlsFailure tells a failed TLS handshake: a certificate that does not
+// verify (ErrTLSVerify), or an alert from the server (ErrTLSRefused: crypto/tls
+// reports a received alert as a net.OpError "remote error"); else nil.
+func tlsFailure(err error) error {
 	var (
 		verify   *tls.CertificateVerificationError
-		alert    tls.AlertError
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError
 		invalid  x509.CertificateInvalidError
+		op       *net.OpError
 	)
-	return errors.As(err, &verify) || errors.As(err, &alert) || errors.As(err, &unknown) ||
-		errors.As(err, &hostname) || errors.As(err, &invalid)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid):
+		return ErrTLSVerify
+	case errors.As(err, &op) && op.Op == "remote error":
+		return ErrTLSRefused
+	}
+	return nil
 }
 
 // classify turns what the Vault client returned into an *Error. redact is

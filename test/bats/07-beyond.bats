@@ -95,6 +95,8 @@ EOF
 }
 
 @test "vault-csi-provider mount --pod explains why a pod is stuck" {
+	# The command runs here and calls the class's vaultAddress itself.
+	[[ ${E2E_VAULT_IN_CLUSTER:-} != true ]] || skip "the class's Vault address (inside the cluster) is not reachable from this host"
 	spc missing <<EOF
     roleName: e2e
     objects: |

@@ -62,9 +62,12 @@ vault_pki() {
 
 # vault_objects: a 3-replica Raft StatefulSet, one replica per node, each
 # on a local volume of its node (so that a replica restarts where its data
-# is), the Service vault (also a NodePort for the host's CLI), the headless
-# vault-internal for Raft's retry_join, and Vault's own service account as
-# the kubernetes auth method's token reviewer.
+# is); the Service vault (every unsealed replica: standbys forward to the
+# active one), vault-active (a NodePort to the active replica, which Vault's
+# kubernetes service registration labels, for the host's CLI), the headless
+# vault-internal for Raft's retry_join; Vault's own service account as the
+# kubernetes auth method's token reviewer. Replicas advertise their full DNS
+# names, which resolve in every namespace.
 vault_objects() {
 	local nodes n pvs=
 	nodes=$(kubectl get nodes -o jsonpath='{.items[*].metadata.name}')
@@ -102,12 +105,24 @@ metadata: {name: vault-auth-delegator}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
 subjects: [{kind: ServiceAccount, name: vault, namespace: vault}]
 ---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: vault-service-registration, namespace: vault}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, update, patch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: vault-service-registration, namespace: vault}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vault-service-registration}
+subjects: [{kind: ServiceAccount, name: vault, namespace: vault}]
+---
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: vault-config, namespace: vault}
 data:
   vault.hcl: |
     disable_mlock = true
+    service_registration "kubernetes" {}
     plugin_directory = "/vault/plugins"
     listener "tcp" {
       address = "0.0.0.0:8200"
@@ -152,11 +167,16 @@ apiVersion: v1
 kind: Service
 metadata: {name: vault, namespace: vault}
 spec:
-  type: NodePort
   selector: {app: vault}
-  ports:
-    - {name: api, port: 8200, nodePort: $vault_node_port}
-    - {name: mtls, port: 8202}
+  ports: [{name: api, port: 8200}, {name: mtls, port: 8202}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: vault-active, namespace: vault}
+spec:
+  type: NodePort
+  selector: {app: vault, vault-active: "true"}
+  ports: [{name: api, port: 8200, nodePort: $vault_node_port}]
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -184,8 +204,11 @@ spec:
           env:
             - name: POD_NAME
               valueFrom: {fieldRef: {fieldPath: metadata.name}}
-            - {name: VAULT_API_ADDR, value: "https://\$(POD_NAME).vault-internal:8200"}
-            - {name: VAULT_CLUSTER_ADDR, value: "https://\$(POD_NAME).vault-internal:8201"}
+            - name: VAULT_K8S_NAMESPACE
+              valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+            - {name: VAULT_K8S_POD_NAME, value: "\$(POD_NAME)"}
+            - {name: VAULT_API_ADDR, value: "https://\$(POD_NAME).vault-internal.vault.svc.cluster.local:8200"}
+            - {name: VAULT_CLUSTER_ADDR, value: "https://\$(POD_NAME).vault-internal.vault.svc.cluster.local:8201"}
             - {name: VAULT_RAFT_NODE_ID, value: "\$(POD_NAME)"}
             - {name: VAULT_ADDR, value: "https://127.0.0.1:8200"}
             - {name: VAULT_CACERT, value: /vault/tls/ca.crt}
@@ -256,7 +279,7 @@ vault_up() {
 	local addr
 	addr=$(kubectl get node "$name-control-plane" -o 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}')
 	export VAULT_ADDR=https://$addr:$vault_node_port VAULT_CACERT=$dir/pki/ca.crt VAULT_TLS_SERVER_NAME=vault.vault.svc VAULT_TOKEN=$vault_token
-	wait_until 60 "Vault through its NodePort" vault status
+	wait_until 60 "the active Vault through its NodePort" vault status
 	# Not a dev server: plugins by checksum, KV v2 at secret/ as users have it.
 	local p
 	for p in kubernetes postgresql-database-plugin; do
@@ -277,6 +300,8 @@ vault_stop() {
 vault_start() {
 	kubectl -n vault scale statefulset vault --replicas=3 >/dev/null
 	vault_unseal
+	# VAULT_ADDR and the CA from the environment kind.sh env prints.
+	wait_until 60 "the active Vault through its NodePort" vault status
 }
 
 # --- the cluster -------------------------------------------------------------
