@@ -214,7 +214,10 @@ EOF
 	kubectl -n "$NS" rollout status deployment/drained --timeout=120s >/dev/null
 	local before after
 	before=$(kubectl -n "$NS" get pods -l app=drained -o 'jsonpath={.items[0].spec.nodeName}')
-	kubectl drain "$before" --ignore-daemonsets --delete-emptydir-data --timeout=120s >/dev/null 2>&1
+	# --force: this file's other pods are bare pods, which drain leaves
+	# alone otherwise.
+	run kubectl drain "$before" --ignore-daemonsets --delete-emptydir-data --force --timeout=120s
+	assert_success
 	kubectl -n "$NS" rollout status deployment/drained --timeout=120s >/dev/null
 	kubectl -n "$NS" wait --for=condition=Ready pod -l app=drained --timeout=120s >/dev/null
 	local pod
