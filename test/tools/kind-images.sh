@@ -171,6 +171,16 @@ EOF
 	echo "$node_image"
 }
 
+# docker_build ARGS...: the legacy builder (BuildKit is not in Debian's
+# docker.io), quiet unless the build fails.
+docker_build() {
+	local out
+	out=$(DOCKER_BUILDKIT=0 docker build -q "$@" 2>&1) || {
+		echo "$out" >&2
+		return 1
+	}
+}
+
 # pack TAG ARGS...: a one-layer image by the packer, loaded into the engine.
 pack() {
 	local tag=$1 tar
@@ -199,7 +209,7 @@ COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin GOPROXY=$(go env GOPROXY) GOSUMDB=$(go env GOSUMDB) GOFLAGS=-buildvcs=false
 EOF
 		cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-		tar -C "$ctx" -c Dockerfile ca-certificates.crt -C "$(go env GOROOT)/.." go | DOCKER_BUILDKIT=0 docker build -q -t "$tag" - >/dev/null
+		tar -C "$ctx" -c Dockerfile ca-certificates.crt -C "$(go env GOROOT)/.." go | docker_build -t "$tag" -
 		rm -rf "$ctx"
 	fi
 	echo "$tag"
@@ -219,7 +229,7 @@ workloads() {
 	ctx=$(mktemp -d "$work/driver-XXXXXX")
 	cp "$(readlink -f "$bin/secrets-store-csi-driver")" "$ctx/secrets-store-csi"
 	printf 'FROM localhost/vcp-kind-rootfs:bookworm\nCOPY secrets-store-csi /secrets-store-csi\nENTRYPOINT ["/secrets-store-csi"]\n' >"$ctx/Dockerfile"
-	DOCKER_BUILDKIT=0 docker build -q -t "localhost/secrets-store-csi-driver:$csi_version" "$ctx" >/dev/null
+	docker_build -t "localhost/secrets-store-csi-driver:$csi_version" "$ctx"
 	rm -rf "$ctx"
 	echo "localhost/secrets-store-csi-driver:$csi_version"
 
@@ -244,9 +254,13 @@ workloads() {
 	go=$(go_image)
 	base=$(pack localhost/vcp-static:nonroot -nonroot-passwd \
 		-file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt)
-	DOCKER_BUILDKIT=0 docker build -q --network host --build-arg GO_IMAGE="$go" --build-arg BASE_IMAGE="$base" \
-		--build-arg VERSION="$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo dev)" \
-		-t localhost/vault-csi-provider:e2e "$repo" >/dev/null
+	local args=(--network host --build-arg GO_IMAGE="$go" --build-arg BASE_IMAGE="$base"
+		--build-arg VERSION="$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo dev)")
+	# The build stage tagged too, so that removing untagged images keeps the
+	# layer cache (go mod download) for the next build.
+	docker_build "${args[@]}" --target build -t localhost/vault-csi-provider-build:cache "$repo"
+	docker_build "${args[@]}" -t localhost/vault-csi-provider:e2e "$repo"
+	docker image prune -f >/dev/null
 	echo localhost/vault-csi-provider:e2e
 }
 
