@@ -181,7 +181,8 @@ active_vault() {
 	wait_for "$(rotation_wait)" all_see upgrade after-upgrade
 	local converged=$((SECONDS - t0)) missing=0
 	for i in $(seq 1 10); do missing=$((missing + $(missing_checks "up-$i"))); done
-	echo "# upgrade: DaemonSet rolled in ${rolled}s, all 10 pods had the new version ${converged}s after the upgrade began; warning events (failed mounts or rotations) meanwhile: $(($(warnings) - warnings0)); checks that found a file missing: $missing" >&3
+	# The new providers count from their start: every mount after the roll.
+	echo "# upgrade: DaemonSet rolled in ${rolled}s, all 10 pods had the new version ${converged}s after the upgrade began; mounts served by the new providers $(($(mounts success) + $(mounts error))), failed $(mounts error); warning events (failed mounts or rotations) meanwhile: $(($(warnings) - warnings0)); checks that found a file missing: $missing" >&3
 	assert_equal "$missing" 0
 	kubectl -n "$NS" delete pod -l watcher=upgrade --wait=false >/dev/null
 	vault_kv "$NS/app" password=cluster-pass
