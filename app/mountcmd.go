@@ -56,7 +56,7 @@ func parseMountFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&f.kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig for --pod")
 	fs.StringVar(&f.out, "out", "", "directory to write the files to (owner-only: files 0600, directories 0700); it must not exist, or be an empty directory")
 	fs.BoolVar(&f.force, "force", false, "write into --out even when it is not empty")
-	fs.StringVar(&f.vaultAddr, "vault-addr", "", "Vault address when the class sets none (else VAULT_ADDR)")
+	fs.StringVar(&f.vaultAddr, "vault-addr", "", "Vault address to call instead of the class's vaultAddress, e.g. through kubectl port-forward (default: the class's, else VAULT_ADDR)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of the whole mount")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -118,7 +118,11 @@ func mountCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	cfg := config.Layers(vcfg, params.Vault)
 	say("token:  %s", describeToken(in.token))
-	say("vault:  %s, login at auth/%s/login with role %q (audience %q)", cfg.Address, cfg.AuthMount, params.Role, params.Audience)
+	from := ""
+	if f.vaultAddr != "" {
+		from = " (--vault-addr, in place of the class's)"
+	}
+	say("vault:  %s%s, login at auth/%s/login with role %q (audience %q)", cfg.Address, from, cfg.AuthMount, params.Role, params.Audience)
 
 	m, err := troubleshootingMounter(vcfg, f.timeout, client, stdout)
 	if err != nil {
@@ -159,7 +163,8 @@ func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) strin
 
 // prepareMount parses the class as a mount would, and mints the pod's token
 // when it came from the cluster. It returns the parsed request and the
-// defaults (environment, --vault-addr) the class is layered on.
+// defaults (environment, --vault-addr) the class is layered on; --vault-addr
+// also replaces the class's own address.
 func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth.Minter, getenv func(string) string) (spc.Params, config.Vault, error) {
 	defaults, err := config.FromEnv(getenv)
 	if err != nil {
@@ -183,6 +188,9 @@ func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth
 		return spc.Params{}, config.Vault{}, err
 	}
 	params, err := spc.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
+	if f.vaultAddr != "" { // from this machine the class's address may not resolve
+		params.Vault.Address = ""
+	}
 	return params, vcfg, err
 }
 

@@ -95,8 +95,12 @@ EOF
 }
 
 @test "vault-csi-provider mount --pod explains why a pod is stuck" {
-	# The command runs here and calls the class's vaultAddress itself.
-	[[ ${E2E_VAULT_IN_CLUSTER:-} != true ]] || skip "the class's Vault address (inside the cluster) is not reachable from this host"
+	# The command runs here and calls Vault itself: at the class's address,
+	# or, when Vault is inside the cluster, at the address this host reaches
+	# it by (VAULT_ADDR, with VAULT_CACERT and VAULT_TLS_SERVER_NAME), as a
+	# user does through kubectl port-forward.
+	local via=()
+	[[ ${E2E_VAULT_IN_CLUSTER:-} != true ]] || via=(--vault-addr "$VAULT_ADDR")
 	spc missing <<EOF
     roleName: e2e
     objects: |
@@ -104,7 +108,7 @@ EOF
 EOF
 	pod stuck missing
 	wait_event stuck 'FailedMount' >/dev/null
-	run "$E2E_PROVIDER_BIN" mount --pod "$NS/stuck" --out "$BATS_TEST_TMPDIR/out"
+	run "$E2E_PROVIDER_BIN" mount --pod "$NS/stuck" --out "$BATS_TEST_TMPDIR/out" "${via[@]}"
 	assert_failure
 	assert_output --partial "token:  audience [vault], subject system:serviceaccount:$NS:app"
 	assert_output --partial 'login at auth/kubernetes/login with role "e2e"'
@@ -112,7 +116,7 @@ EOF
 	assert_output --partial "nothing in vault at secret/data/$NS/not-there"
 
 	vault_kv "$NS/not-there" password=now-here
-	run "$E2E_PROVIDER_BIN" mount --pod "$NS/stuck" --out "$BATS_TEST_TMPDIR/out"
+	run "$E2E_PROVIDER_BIN" mount --pod "$NS/stuck" --out "$BATS_TEST_TMPDIR/out" "${via[@]}"
 	assert_success
 	assert_output --partial "password"
 	refute_output --partial "now-here"

@@ -160,7 +160,7 @@ active_vault() {
 	wait_for "$(rotation_wait)" all_see leader after-leader-loss
 	local converged=$((SECONDS - t0)) missing=0
 	for i in $(seq 1 30); do missing=$((missing + $(missing_checks "lead-$i"))); done
-	echo "# leader loss ($leader deleted): new version written after ${written}s, all 30 pods had it after ${converged}s; mounts attempted $(($(mounts success) + $(mounts error) - ok0 - err0)), failed $(($(mounts error) - err0)); checks that found a file missing: $missing" >&3
+	echo "# leader loss ($leader deleted): new version written after ${written}s, all 30 pods had it after ${converged}s (the longest a pod waited for it: $((converged - written))s after the write); mounts attempted $(($(mounts success) + $(mounts error) - ok0 - err0)), failed $(($(mounts error) - err0)); checks that found a file missing: $missing" >&3
 	assert_equal "$missing" 0
 	$E2E_VAULT_UNSEAL
 	kubectl -n "$NS" delete pod -l watcher=leader --wait=false >/dev/null
@@ -182,7 +182,7 @@ active_vault() {
 	local converged=$((SECONDS - t0)) missing=0
 	for i in $(seq 1 10); do missing=$((missing + $(missing_checks "up-$i"))); done
 	# The new providers count from their start: every mount after the roll.
-	echo "# upgrade: DaemonSet rolled in ${rolled}s, all 10 pods had the new version ${converged}s after the upgrade began; mounts served by the new providers $(($(mounts success) + $(mounts error))), failed $(mounts error); warning events (failed mounts or rotations) meanwhile: $(($(warnings) - warnings0)); checks that found a file missing: $missing" >&3
+	echo "# upgrade: DaemonSet rolled in ${rolled}s, all 10 pods had the new version ${converged}s after the upgrade began (the longest a pod waited for it: $((converged - rolled))s after the write); mounts served by the new providers $(($(mounts success) + $(mounts error))), failed $(mounts error); warning events (failed mounts or rotations) meanwhile: $(($(warnings) - warnings0)); checks that found a file missing: $missing" >&3
 	assert_equal "$missing" 0
 	kubectl -n "$NS" delete pod -l watcher=upgrade --wait=false >/dev/null
 	vault_kv "$NS/app" password=cluster-pass

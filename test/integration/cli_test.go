@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -88,6 +89,21 @@ spec:
 		require.NoError(t, err, output)
 		assert.Contains(t, output, "pod:    "+appNamespace+"/cli-stuck (uid "+string(pod.UID)+")")
 		assert.Contains(t, output, "expires")
+		assert.Equal(t, "cli-s3cret", readFile(t, out, "password"))
+	})
+
+	t.Run("--vault-addr replaces a class address this machine cannot reach", func(t *testing.T) {
+		inCluster := filepath.Join(t.TempDir(), "class.yaml")
+		require.NoError(t, os.WriteFile(inCluster, []byte(strings.Replace(readFileString(t, class),
+			"    roleName:", "    vaultAddress: https://vault.vault.svc.invalid:8200\n    roleName:", 1)), 0o600))
+		tok, err := env.KubeletToken(context.Background(), createPod(t, appServiceAccount), "vault")
+		require.NoError(t, err)
+		tokenFile := filepath.Join(t.TempDir(), "token")
+		require.NoError(t, os.WriteFile(tokenFile, []byte(tok.Token), 0o600))
+		out := t.TempDir()
+		output, err := runCLI(t, "mount", "--class", inCluster, "--token-file", tokenFile, "--out", out, "--vault-addr", env.Vault.Addr)
+		require.NoError(t, err, output)
+		assert.Contains(t, output, "vault:  "+env.Vault.Addr+" (--vault-addr, in place of the class's)")
 		assert.Equal(t, "cli-s3cret", readFile(t, out, "password"))
 	})
 

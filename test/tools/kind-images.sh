@@ -261,6 +261,8 @@ workloads() {
 	docker_build "${args[@]}" --target build -t localhost/vault-csi-provider-build:cache "$repo"
 	docker_build "${args[@]}" -t localhost/vault-csi-provider:e2e "$repo"
 	docker image prune -f >/dev/null
+	say "$(docker image inspect localhost/vault-csi-provider:e2e \
+		-f 'localhost/vault-csi-provider:e2e: {{.Size}} bytes, {{len .RootFS.Layers}} layers, user {{.Config.User}}')"
 	echo localhost/vault-csi-provider:e2e
 }
 
