@@ -326,9 +326,17 @@ kubeadmConfigPatches:
     syncFrequency: 10s
 EOF
 	kind create cluster --name "$name" --image "$node_image" --kubeconfig "$KUBECONFIG" --config "$dir/kind.yaml" >&2
+	# kind returns when kubeadm join has, which can be before a worker's
+	# kubelet has registered its Node: the routes need all three.
+	wait_until 120 "the 3 nodes to register with a pod CIDR" nodes_with_cidr 3
 	"$here/kind-network.sh" "$pod_subnet"
 	kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null
 	kubectl -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null
+}
+
+# nodes_with_cidr N: N nodes are registered, each with its spec.podCIDR.
+nodes_with_cidr() {
+	[[ $(kubectl get nodes -o jsonpath='{range .items[*]}{.spec.podCIDR}{"\n"}{end}' | grep -c .) -eq $1 ]]
 }
 
 install_driver() {
@@ -429,6 +437,11 @@ EOF
 }
 
 down() {
+	if [[ ! -e $dir && ! -e /run/vcp-kind ]]; then
+		verify_clean
+		say "down: already stopped; nothing left on this machine"
+		return
+	fi
 	if command -v kind >/dev/null && [[ -S ${DOCKER_HOST#unix://} ]]; then
 		kind delete cluster --name "$name" >/dev/null 2>&1 || true
 	fi
