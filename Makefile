@@ -35,7 +35,7 @@ cluster-down: ## stop the local cluster and undo what it changed on this machine
 e2e: cluster-up ## the bats suite on the local cluster
 	source <(test/cluster/cluster.sh env) && bats --timing test/bats/
 
-e2e-kind: ## the same bats suite on a new 3-node kind cluster with its own Docker engine, then delete it all (KEEP=1 keeps it)
+e2e-kind: build ## the same bats suite on a new 3-node kind cluster with its own Docker engine, then delete it all (KEEP=1 keeps it)
 	test/cluster/kind.sh up
 	source <(test/cluster/kind.sh env) && bats --timing test/bats/; status=$$?; \
 	  if [ -z "$(KEEP)" ]; then test/cluster/kind.sh down || status=1; fi; exit $$status
