@@ -116,12 +116,16 @@ func mountCommand(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	from := ""
+	if f.vaultAddr != "" { // from this machine the class's address may not resolve
+		from = " (--vault-addr)"
+		if params.Vault.Address != "" {
+			from = fmt.Sprintf(" (--vault-addr, in place of the class's %s)", params.Vault.Address)
+			params.Vault.Address = ""
+		}
+	}
 	cfg := config.Layers(vcfg, params.Vault)
 	say("token:  %s", describeToken(in.token))
-	from := ""
-	if f.vaultAddr != "" {
-		from = " (--vault-addr, in place of the class's)"
-	}
 	say("vault:  %s%s, login at auth/%s/login with role %q (audience %q)", cfg.Address, from, cfg.AuthMount, params.Role, params.Audience)
 
 	m, err := troubleshootingMounter(vcfg, f.timeout, client, stdout)
@@ -163,8 +167,7 @@ func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) strin
 
 // prepareMount parses the class as a mount would, and mints the pod's token
 // when it came from the cluster. It returns the parsed request and the
-// defaults (environment, --vault-addr) the class is layered on; --vault-addr
-// also replaces the class's own address.
+// defaults (environment, --vault-addr) the class is layered on.
 func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth.Minter, getenv func(string) string) (spc.Params, config.Vault, error) {
 	defaults, err := config.FromEnv(getenv)
 	if err != nil {
@@ -188,9 +191,6 @@ func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth
 		return spc.Params{}, config.Vault{}, err
 	}
 	params, err := spc.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
-	if f.vaultAddr != "" { // from this machine the class's address may not resolve
-		params.Vault.Address = ""
-	}
 	return params, vcfg, err
 }
 

@@ -56,7 +56,7 @@ spec:
 		for _, want := range []string{
 			"class:  " + appNamespace + "/cli",
 			"token:  audience [vault], subject system:serviceaccount:" + appNamespace + ":" + appServiceAccount,
-			`login at auth/kubernetes/login with role "` + kubeRole + `"`,
+			"vault:  " + env.Vault.Addr + " (--vault-addr), login at auth/kubernetes/login with role \"" + kubeRole + "\"",
 			"logged in to vault",
 			"vault call method=GET path=secret/data/cli/app status=2xx",
 			"password                       0644     10 bytes",
@@ -103,7 +103,7 @@ spec:
 		out := t.TempDir()
 		output, err := runCLI(t, "mount", "--class", inCluster, "--token-file", tokenFile, "--out", out, "--vault-addr", env.Vault.Addr)
 		require.NoError(t, err, output)
-		assert.Contains(t, output, "vault:  "+env.Vault.Addr+" (--vault-addr, in place of the class's)")
+		assert.Contains(t, output, "vault:  "+env.Vault.Addr+" (--vault-addr, in place of the class's https://vault.vault.svc.invalid:8200)")
 		assert.Equal(t, "cli-s3cret", readFile(t, out, "password"))
 	})
 
