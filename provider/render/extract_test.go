@@ -99,3 +99,17 @@ func TestObjectVersion(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkExtract: one secretKey taken from a KV v2 response, as every
+// warm mount does for each object.
+func BenchmarkExtract(b *testing.B) {
+	o, err := spc.ParseObjects("- {objectName: p, secretPath: secret/data/app, secretKey: password}")
+	require.NoError(b, err)
+	body := []byte(kv2Body)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Extract(o[0], body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
