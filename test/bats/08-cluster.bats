@@ -82,21 +82,20 @@ mounts() {
 	echo "$sum"
 }
 
-# warnings PREFIX: the Warning events of the pods named PREFIX*, counting
-# repeats.
-warnings() {
+# warning_events PREFIX: the Warning events of the pods named PREFIX*, one
+# line each: COUNT<tab>REASON: MESSAGE (an event without a count counts 1;
+# our messages name paths and causes, never a secret).
+warning_events() {
 	kubectl -n "$NS" get events --field-selector type=Warning \
-		-o 'jsonpath={range .items[*]}{.involvedObject.name} {.count}{"\n"}{end}' |
-		awk -v p="$1" 'index($1, p) == 1 { s += ($2 == "" ? 1 : $2) } END { printf "%d", s }'
+		-o 'jsonpath={range .items[*]}{.involvedObject.name}{"\t"}{.count}{"\t"}{.reason}: {.message}{"\n"}{end}' |
+		awk -F'\t' -v OFS='\t' -v p="$1" 'index($1, p) == 1 { print ($2 == "" ? 1 : $2), $3 }'
 }
 
-# warning_messages PREFIX: what those events said, each once (our messages
-# name paths and causes, never a secret).
-warning_messages() {
-	kubectl -n "$NS" get events --field-selector type=Warning \
-		-o 'jsonpath={range .items[*]}{.involvedObject.name} {.reason}: {.message}{"\n"}{end}' |
-		awk -v p="$1" 'index($1, p) == 1 { $1 = ""; print substr($0, 2, 300) }' | sort -u
-}
+# warnings PREFIX: how many, counting repeats.
+warnings() { warning_events "$1" | awk -F'\t' '{ s += $1 } END { printf "%d", s }'; }
+
+# warning_messages PREFIX: what they said, each once.
+warning_messages() { warning_events "$1" | cut -f2- | cut -c1-300 | sort -u; }
 
 active_vault() {
 	local p
