@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,26 @@ func main() {
 		o.providerArgs = append(o.providerArgs, v)
 		return nil
 	})
-	flag.StringVar(&o.profile, "profile", "", "build the provider with its profiles served and save heap and CPU profiles in this directory (printing their top entries)")
+	flag.Func("scenarios", "the rows to run, comma-separated, from "+strings.Join(scenarioNames, ",")+" (default all)", func(v string) error {
+		o.scenarios = map[string]bool{}
+		for _, f := range strings.Split(v, ",") {
+			f = strings.TrimSpace(f)
+			if !slices.Contains(scenarioNames, f) {
+				return fmt.Errorf("%q: want names from %s", f, strings.Join(scenarioNames, ","))
+			}
+			o.scenarios[f] = true
+		}
+		return nil
+	})
+	flag.Func("provider-env", "environment variable for the providers this bench starts (repeatable), e.g. -provider-env=GODEBUG=gctrace=1", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("%q: want NAME=VALUE", v)
+		}
+		o.providerEnv = append(o.providerEnv, v)
+		return nil
+	})
+	flag.BoolVar(&o.keep, "keep", false, "keep the bench's directory (the providers' logs, Vault's audit log) and print its path")
+	flag.StringVar(&o.profile, "profile", "", "build the provider with its profiles served and save heap, CPU and allocation profiles in this directory (printing their top entries)")
 	flag.Parse()
 	if last := o.identities[len(o.identities)-1]; len(o.identities) < 2 || o.identities[len(o.identities)-2]+o.burst > last {
 		fmt.Fprintf(os.Stderr, "bench: -identities needs two or more counts, the last at least the one before it plus -burst (%d)\n", o.burst)

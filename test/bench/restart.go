@@ -171,7 +171,7 @@ func (b *bench) startAnother(ctx context.Context, name string, args []string) (v
 
 // launch starts the built provider as name, on its own socket and log.
 func (b *bench) launch(name string, args []string) (*exec.Cmd, error) {
-	return startProviderProcess(b.binary(), b.dir, name, b.socket(name), b.r, args)
+	return startProviderProcess(b.binary(), b.dir, name, b.socket(name), b.r, args, b.o.providerEnv...)
 }
 
 // binary is where buildProvider puts the provider it builds.

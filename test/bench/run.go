@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,7 +32,11 @@ type options struct {
 	restartPods   int
 	compression   float64
 	providerArgs  []string
+	providerEnv   []string
+	keep          bool
 	profile       string
+	// scenarios are the rows -scenarios chose; nil: all of them.
+	scenarios map[string]bool
 }
 
 // bench is one run: the rig, the provider under test and the table.
@@ -67,7 +72,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		defer fmt.Fprintf(os.Stderr, "bench: kept %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	start := time.Now()
 	r, err := rig.Start(ctx, dir)
 	defer r.Stop()
@@ -85,18 +94,10 @@ func run(ctx context.Context, o options) error {
 	defer stopProvider()
 	fmt.Fprintf(os.Stderr, "bench: components and provider ready in %s\n", time.Since(start).Round(time.Millisecond))
 
-	steps := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
-		{"rss at rest", b.rssAtRest},
-		{"warm latency and floor", b.warmLatency},
-		{"burst and identities", b.burstAndIdentities},
-		{"rotation", b.rotation},
-		{"rotation without caching", b.rotationUncached},
-		{"restart", b.restart},
-	}
-	for _, s := range steps {
+	for _, s := range b.steps() {
+		if s.key != "" && o.scenarios != nil && !o.scenarios[s.key] {
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
 		if err := s.fn(ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -104,6 +105,26 @@ func run(ctx context.Context, o options) error {
 	}
 	b.print()
 	return nil
+}
+
+// step is one part of the run; key is its name for -scenarios (empty: always run).
+type step struct {
+	key, name string
+	fn        func(context.Context) error
+}
+
+// scenarioNames are the keys -scenarios accepts, in the order they run.
+var scenarioNames = []string{"warm", "identities", "rotation", "uncached", "restart"}
+
+func (b *bench) steps() []step {
+	return []step{
+		{"", "rss at rest", b.rssAtRest},
+		{"warm", "warm latency and floor", b.warmLatency},
+		{"identities", "burst and identities", b.burstAndIdentities},
+		{"rotation", "rotation", b.rotation},
+		{"uncached", "rotation without caching", b.rotationUncached},
+		{"restart", "restart", b.restart},
+	}
 }
 
 // seed writes the KV secrets and the database role the scenarios read.
@@ -136,14 +157,14 @@ func (b *bench) startProvider(ctx context.Context) (stop func(), err error) {
 			return stop, err
 		}
 		socket = filepath.Join(b.dir, "vault.sock")
-		var env []string
+		env := b.o.providerEnv
 		if b.o.profile != "" {
 			port, err := rig.FreePort()
 			if err != nil {
 				return stop, err
 			}
 			b.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
-			env = append(env, "VCP_PPROF_ADDR="+b.pprofAddr)
+			env = append(slices.Clip(env), "VCP_PPROF_ADDR="+b.pprofAddr)
 		}
 		// Room for every identity the bench makes, so that none is evicted.
 		args := append([]string{fmt.Sprintf("-cache-size=%d", b.o.identities[len(b.o.identities)-1]+1000)}, b.o.providerArgs...)
