@@ -18,6 +18,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/health"
+	"github.com/vaultcsi/vault-csi-provider/internal/gcpace"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
@@ -56,6 +57,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(proc, stderr)
+	defer gcpace.Start(uint64(proc.GCMinGrowth)).Stop()
 	log.Info("starting", "version", Version, "vault_addr", proc.Vault.Address, "auth_mount", proc.Vault.AuthMount)
 	srv, m, clients, err := build(ctx, proc, getenv, log)
 	if err != nil {

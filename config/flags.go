@@ -51,6 +51,9 @@ type Process struct {
 	MountMaxBytes int64
 	// LeaseCacheMaxBytes bounds the leased answers kept for reuse.
 	LeaseCacheMaxBytes int64
+	// GCMinGrowth is how much the heap may grow between garbage
+	// collections at least (gcpace); 0 leaves GOGC alone.
+	GCMinGrowth int64
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -71,6 +74,7 @@ const (
 	DefaultMaxObjects        = 256 // spc.DefaultMaxObjects; config imports no provider package
 	DefaultMountMaxBytes     = 16 << 20
 	DefaultLeaseCacheBytes   = 16 << 20
+	DefaultGCMinGrowth       = 4 << 20
 	DefaultLeaseMinRemaining = 0.33
 )
 
@@ -139,9 +143,10 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
 	fs.IntVar(&p.LoginConcurrency, "login-concurrency", DefaultLoginConcurrency, "Vault logins in flight at once, all pods together (each is a TokenReview for Vault too): a burst of new pods or a provider restart queues its logins instead of storming Vault and the apiserver")
 	fs.IntVar(&p.MountConcurrency, "mount-concurrency", DefaultMountConcurrency, "mounts served at once, all pods together; the driver's further calls wait on its side for a turn (HTTP/2 streams), so a burst of pods costs the provider at most this many mounts' memory")
-	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
+	p.MountMaxBytes, p.LeaseCacheMaxBytes, p.GCMinGrowth = DefaultMountMaxBytes, DefaultLeaseCacheBytes, DefaultGCMinGrowth
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
+	fs.Func("gc-min-growth", "the heap may grow by at least this much between garbage collections, e.g. 4Mi (default 4Mi): while the live heap is small, GOGC is raised so that mounts do not run beside a collection every few dozen mounts; a heap past it grows by GOGC as usual; 0 leaves GOGC alone", byteSize(&p.GCMinGrowth))
 	fs.BoolVar(&p.TokenRequestFallback, "token-request-fallback", false, "when the driver sent no token for a class's audience, mint one with the TokenRequest API (needs create on serviceaccounts/token for every service account); off, such a mount fails and says to add the audience to the CSIDriver's tokenRequests")
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
@@ -206,6 +211,7 @@ func (p *Process) validate() []error {
 	bad(p.MountConcurrency < 1 || p.MountConcurrency > 10_000, "-mount-concurrency: %d: use 1 to 10000", p.MountConcurrency)
 	bad(p.MountMaxBytes < 1<<20, "-mount-max-bytes: %d: use 1Mi or more", p.MountMaxBytes)
 	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
+	bad(p.GCMinGrowth < 0 || p.GCMinGrowth > 1<<30, "-gc-min-growth: %d: use 0 (off) to 1Gi", p.GCMinGrowth)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
 	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)
 	bad(p.Endpoint == "", "-endpoint: empty: give the socket path, e.g. %s", DefaultEndpoint)
