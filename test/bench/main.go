@@ -25,7 +25,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.socket, "socket", "", "an already running provider's socket (default: build and start this repository's provider)")
 	flag.IntVar(&o.pid, "pid", 0, "with -socket: the provider's process id, for RSS and CPU")
-	flag.IntVar(&o.iterations, "iterations", 200, "timed mounts per warm-latency row and run")
+	flag.IntVar(&o.reads, "reads", 10000, "Vault reads per warm-latency row and run: a row of n objects times reads/n mounts (at least 200), and its floor as many rounds of reads")
 	flag.IntVar(&o.runs, "runs", 5, "warm-latency runs (each times every size, provider and floor)")
 	flag.IntVar(&o.burst, "burst", 5000, "new pods mounting at once in the burst")
 	o.identities = []int{1000, 10000}

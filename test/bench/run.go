@@ -23,7 +23,7 @@ import (
 type options struct {
 	socket        string
 	pid           int
-	iterations    int
+	reads         int
 	runs          int
 	burst         int
 	identities    []int
