@@ -11,9 +11,11 @@
 package gcpace
 
 import (
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"sync"
 )
 
@@ -35,8 +37,24 @@ type Pacer struct {
 // from the next collection on. It does nothing (and Stop nothing) when
 // minGrowth is 0 or collection is off (GOGC=off).
 func Start(minGrowth uint64) *Pacer {
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
+	return start(minGrowth, envGOGC(os.Getenv("GOGC")))
+}
+
+// envGOGC is the GOGC the runtime starts with for the variable's value:
+// "off" is -1, a number is itself, anything else the default 100.
+func envGOGC(v string) int {
+	if v == "off" {
+		return -1
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return n
+	}
+	return 100
+}
+
+// start is Start with the base GOGC given: the one the process was started
+// with, which a pacer's own changes do not alter.
+func start(minGrowth uint64, base int) *Pacer {
 	p := &Pacer{minGrowth: minGrowth, base: base, current: base, sample: []metrics.Sample{{Name: liveHeap}}}
 	if minGrowth == 0 || base < 0 {
 		p.stopped = true

@@ -65,10 +65,27 @@ func TestOffWhenAskedOrWhenCollectionIsOff(t *testing.T) {
 	assert.Equal(t, 100, debug.SetGCPercent(100), "-gc-min-growth=0 leaves GOGC alone")
 	p.Stop()
 
-	debug.SetGCPercent(-1) // GOGC=off
+	t.Setenv("GOGC", "off")
+	debug.SetGCPercent(-1) // as the runtime set it from GOGC=off
 	p = Start(8 << 20)
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
 	assert.Equal(t, -1, debug.SetGCPercent(100), "GOGC=off stays off")
 	p.Stop()
+}
+
+func TestBaseIsTheGOGCTheProcessWasStartedWith(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want int
+	}{
+		{env: "", want: 100},
+		{env: "200", want: 200},
+		{env: "off", want: -1},
+		{env: "fast", want: 100}, // the runtime ignores what it cannot read
+	} {
+		t.Run("GOGC="+tc.env, func(t *testing.T) {
+			assert.Equal(t, tc.want, envGOGC(tc.env))
+		})
+	}
 }

@@ -48,12 +48,13 @@ func main() {
 		o.providerArgs = append(o.providerArgs, v)
 		return nil
 	})
-	flag.Func("scenarios", "the rows to run, comma-separated, from "+strings.Join(scenarioNames, ",")+" (default all)", func(v string) error {
+	names := scenarioNames()
+	flag.Func("scenarios", "the rows to run, comma-separated, from "+strings.Join(names, ",")+" (default all)", func(v string) error {
 		o.scenarios = map[string]bool{}
 		for _, f := range strings.Split(v, ",") {
 			f = strings.TrimSpace(f)
-			if !slices.Contains(scenarioNames, f) {
-				return fmt.Errorf("%q: want names from %s", f, strings.Join(scenarioNames, ","))
+			if !slices.Contains(names, f) {
+				return fmt.Errorf("%q: want names from %s", f, strings.Join(names, ","))
 			}
 			o.scenarios[f] = true
 		}

@@ -79,16 +79,16 @@ func (b *bench) printMemStats(ctx context.Context, when string) {
 }
 
 // profileWarmMounts takes a CPU profile and an allocation profile of
-// back-to-back warm mounts of req.
+// back-to-back warm mounts of req, saved as cpu-<name> and allocs-<name>.
 func (b *bench) profileWarmMounts(ctx context.Context, name string, req *v1alpha1.MountRequest) error {
 	if b.pprofAddr == "" {
 		return nil
 	}
 	const seconds = 10
 	done := make(chan error, 2)
-	go func() { done <- b.fetchProfile(ctx, name, fmt.Sprintf("profile?seconds=%d", seconds), "cpu") }()
+	go func() { done <- b.fetchProfile(ctx, "cpu-"+name, fmt.Sprintf("profile?seconds=%d", seconds), "cpu") }()
 	go func() {
-		done <- b.fetchProfile(ctx, strings.Replace(name, "cpu", "allocs", 1), fmt.Sprintf("allocs?seconds=%d", seconds), "alloc_space")
+		done <- b.fetchProfile(ctx, "allocs-"+name, fmt.Sprintf("allocs?seconds=%d", seconds), "alloc_space")
 	}()
 	mounts := 0
 	for end := time.Now().Add(seconds * time.Second); time.Now().Before(end); mounts++ {
@@ -96,6 +96,6 @@ func (b *bench) profileWarmMounts(ctx context.Context, name string, req *v1alpha
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "bench: %s: %d mounts in %d s (divide the profiles' totals by it for a mount's share)\n", name, mounts, seconds)
+	fmt.Fprintf(os.Stderr, "bench: profiles of %s: %d mounts in %d s (divide the profiles' totals by it for a mount's share)\n", name, mounts, seconds)
 	return errors.Join(<-done, <-done)
 }

@@ -94,12 +94,12 @@ func run(ctx context.Context, o options) error {
 	defer stopProvider()
 	fmt.Fprintf(os.Stderr, "bench: components and provider ready in %s\n", time.Since(start).Round(time.Millisecond))
 
-	for _, s := range b.steps() {
+	for _, s := range steps {
 		if s.key != "" && o.scenarios != nil && !o.scenarios[s.key] {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
-		if err := s.fn(ctx); err != nil {
+		if err := s.fn(b, ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -107,24 +107,29 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// step is one part of the run; key is its name for -scenarios (empty: always run).
-type step struct {
+// steps are the parts of a run in order; key names a part for -scenarios
+// (empty: it always runs).
+var steps = []struct {
 	key, name string
-	fn        func(context.Context) error
+	fn        func(*bench, context.Context) error
+}{
+	{"", "rss at rest", (*bench).rssAtRest},
+	{"warm", "warm latency and floor", (*bench).warmLatency},
+	{"identities", "burst and identities", (*bench).burstAndIdentities},
+	{"rotation", "rotation", (*bench).rotation},
+	{"uncached", "rotation without caching", (*bench).rotationUncached},
+	{"restart", "restart", (*bench).restart},
 }
 
 // scenarioNames are the keys -scenarios accepts, in the order they run.
-var scenarioNames = []string{"warm", "identities", "rotation", "uncached", "restart"}
-
-func (b *bench) steps() []step {
-	return []step{
-		{"", "rss at rest", b.rssAtRest},
-		{"warm", "warm latency and floor", b.warmLatency},
-		{"identities", "burst and identities", b.burstAndIdentities},
-		{"rotation", "rotation", b.rotation},
-		{"uncached", "rotation without caching", b.rotationUncached},
-		{"restart", "restart", b.restart},
+func scenarioNames() []string {
+	var names []string
+	for _, s := range steps {
+		if s.key != "" {
+			names = append(names, s.key)
+		}
 	}
+	return names
 }
 
 // seed writes the KV secrets and the database role the scenarios read.

@@ -144,7 +144,6 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		lat, par, seq latencies
 		ratios        []float64
 		cpu           float64
-		mounts        int
 	}
 	results := map[int]*result{}
 	api0, apiErr := b.r.APIRequests(ctx)
@@ -168,7 +167,6 @@ func (b *bench) warmLatency(ctx context.Context) error {
 			}
 			cpu1, _ := cpuSeconds(b.pid)
 			mounts += iterations
-			res.mounts += iterations
 			par, seq, err := floor.measure(ctx, n, iterations)
 			if err != nil {
 				return err
@@ -182,15 +180,15 @@ func (b *bench) warmLatency(ctx context.Context) error {
 	for _, n := range sizes {
 		res := results[n]
 		scenario := fmt.Sprintf("warm mount, %d object(s)", n)
-		b.add(scenario, fmt.Sprintf("provider latency, all runs (%d × %d mounts)", b.o.runs, res.mounts/b.o.runs), res.lat.summary(), "")
+		b.add(scenario, fmt.Sprintf("provider latency, all runs (%d × %d mounts)", b.o.runs, len(res.lat)/b.o.runs), res.lat.summary(), "")
 		b.add(scenario, "floor: direct parallel reads (8), all runs", res.par.summary(), "")
 		b.add(scenario, "direct sequential reads, all runs", res.seq.summary(), "")
 		b.add(scenario, fmt.Sprintf("provider p99 / floor p99, each of %d runs", b.o.runs), ratios(res.ratios), "")
 		b.add(scenario, "provider p99 / floor p99, median · worst run", fmt.Sprintf("%.2f× · %.2f×", median(res.ratios), slices.Max(res.ratios)), "≤ 1.2×")
 		if b.pid != 0 {
-			b.add(scenario, "provider CPU per 1,000 mounts", fmt.Sprintf("%.2f CPU-s", res.cpu/float64(res.mounts)*1000), cpuTargets[n])
+			b.add(scenario, "provider CPU per 1,000 mounts", fmt.Sprintf("%.2f CPU-s", res.cpu/float64(len(res.lat))*1000), cpuTargets[n])
 		}
-		if err := b.profileWarmMounts(ctx, fmt.Sprintf("cpu-warm-%d", n), reqs[n]); err != nil {
+		if err := b.profileWarmMounts(ctx, fmt.Sprintf("warm-%d", n), reqs[n]); err != nil {
 			return err
 		}
 	}
