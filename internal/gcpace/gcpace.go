@@ -1,8 +1,8 @@
 // Package gcpace spaces garbage collections out while the heap is small.
 //
 // Go collects when the heap has grown by GOGC percent of what the last
-// collection found live, and at least every 4 MiB. A provider with a few
-// MiB live and some tens of KiB allocated per mount then collects every few
+// collection found live (but not before it reaches 4 MiB). A provider with
+// a few MiB live and some tens of KiB allocated per mount then collects every few
 // dozen mounts, and the mounts that run beside a collection are the slow
 // tail of the latency. While the live heap is under a floor, Pacer raises
 // GOGC so that the heap may grow by the floor between collections; once it
