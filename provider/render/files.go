@@ -45,6 +45,7 @@ func (f Fetched) extract(o spc.Object) (Extracted, error) {
 func Files(key []byte, objects []spc.Object, defaultMode fs.FileMode, fetched func(spc.Object) Fetched) (*v1alpha1.MountResponse, error) {
 	resp := &v1alpha1.MountResponse{}
 	paths := map[string]string{} // file path -> object, to catch clashes
+	versions := newVersions(key)
 	add := func(o spc.Object, path string, mode fs.FileMode, contents []byte) error {
 		if other, dup := paths[path]; dup {
 			return fmt.Errorf("%w: objects %q and %q both write %s: rename one", spc.ErrInvalidParameters, other, o.Name, path)
@@ -72,7 +73,7 @@ func Files(key []byte, objects []spc.Object, defaultMode fs.FileMode, fetched fu
 				return nil, err
 			}
 		}
-		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: o.Name, Version: Version(key, o, mode, ex.Versioned)})
+		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: o.Name, Version: versions.of(o, mode, ex.Versioned)})
 	}
 	if size := proto.Size(resp); size > MaxResponseBytes {
 		return nil, fmt.Errorf("%w: the files total %d bytes, over the driver's %d; largest objects: %s: split them across volumes or select single keys with secretKey",

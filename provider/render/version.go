@@ -4,10 +4,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"github.com/vaultcsi/vault-csi-provider/provider/spc"
+	"hash"
 	"io/fs"
 	"strconv"
+
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
 // Version is an HMAC-SHA256, under the cluster's key, of the object's
@@ -15,12 +16,26 @@ import (
 // gives the same version on every mount and every provider pod; a version
 // reveals nothing of the secret without the key.
 func Version(key []byte, o spc.Object, mode fs.FileMode, versioned []byte) string {
-	mac := hmac.New(sha256.New, key)
-	cfg, _ := json.Marshal(o) // a struct of strings, maps from YAML and numbers: cannot fail
-	mac.Write(cfg)
-	mac.Write([]byte{0})
-	mac.Write([]byte(strconv.FormatUint(uint64(mode), 8)))
-	mac.Write([]byte{0})
-	mac.Write(versioned)
-	return hex.EncodeToString(mac.Sum(nil))
+	return newVersions(key).of(o, mode, versioned)
+}
+
+// versions computes the versions of one mount's objects with one HMAC,
+// reset for each object: keying it costs more than hashing a small secret.
+type versions struct {
+	mac hash.Hash
+	buf []byte
+}
+
+func newVersions(key []byte) *versions {
+	return &versions{mac: hmac.New(sha256.New, key)}
+}
+
+func (v *versions) of(o spc.Object, mode fs.FileMode, versioned []byte) string {
+	v.mac.Reset()
+	v.mac.Write(o.Config())
+	v.buf = append(strconv.AppendUint(append(v.buf[:0], 0), uint64(mode), 8), 0)
+	v.mac.Write(v.buf)
+	v.mac.Write(versioned)
+	v.buf = v.mac.Sum(v.buf[:0])
+	return hex.EncodeToString(v.buf)
 }

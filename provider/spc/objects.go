@@ -52,6 +52,19 @@ type Object struct {
 	Compiled *template.Template `json:"-"`
 	// WrapFor is the parsed WrapTTL.
 	WrapFor time.Duration `json:"-"`
+
+	config []byte // Config, computed once for a parsed object
+}
+
+// Config is the object's configuration as JSON, the fields a user writes
+// (after normalizing), which its version covers: a parsed object's is
+// computed once, as every mount of its class needs it.
+func (o Object) Config() []byte {
+	if o.config != nil {
+		return o.config
+	}
+	b, _ := json.Marshal(o) // a struct of strings, maps from YAML and numbers: cannot fail
+	return b
 }
 
 // Call is one call to Vault's logical API that an object (or a template's
@@ -173,6 +186,7 @@ func (o *Object) normalize() error {
 	default:
 		problems = append(problems, o.normalizeRead()...)
 	}
+	o.config = o.Config()
 	return errors.Join(problems...)
 }
 

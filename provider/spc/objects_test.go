@@ -1,6 +1,7 @@
 package spc
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,4 +49,28 @@ func TestCallKey(t *testing.T) {
 	assert.Equal(t, objs[0].Call.Key(), objs[1].Call.Key(), "same path read once")
 	assert.NotEqual(t, objs[2].Call.Key(), objs[3].Call.Key(), "different secretArgs are different requests")
 	assert.NotEqual(t, objs[0].Call.Key(), objs[4].Call.Key(), "a query is part of the request")
+}
+
+// TestObjectConfig: a parsed object's configuration, which its file's
+// version covers, is computed once and is the same as the object's fields
+// give, so versions do not change across an upgrade; each field a user
+// writes is in it.
+func TestObjectConfig(t *testing.T) {
+	objs, err := ParseObjects(`
+- {objectName: a, secretPath: secret/data/app, secretKey: user}
+- {objectName: a2, secretPath: secret/data/app, secretKey: password}
+- {objectName: c, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example.com}, filePermission: "0600"}
+- {objectName: t, template: '{{ with secret "secret/data/app" }}{{ .Data.data.user }}{{ end }}'}
+`)
+	require.NoError(t, err)
+	for _, o := range objs {
+		fromFields, err := json.Marshal(o)
+		require.NoError(t, err)
+		assert.Equal(t, string(fromFields), string(o.Config()), "object %s", o.Name)
+		assert.Same(t, &o.Config()[0], &o.Config()[0], "object %s: computed once", o.Name)
+	}
+	assert.NotEqual(t, objs[0].Config(), objs[1].Config(), "another secretKey is another configuration")
+	assert.Contains(t, string(objs[2].Config()), `"common_name":"a.example.com"`)
+	assert.Contains(t, string(objs[2].Config()), `"filePermission":384`)
+	assert.Contains(t, string(objs[3].Config()), `.Data.data.user`)
 }

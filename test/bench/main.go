@@ -67,7 +67,7 @@ func main() {
 		o.providerEnv = append(o.providerEnv, v)
 		return nil
 	})
-	flag.BoolVar(&o.keep, "keep", false, "keep the bench's directory (the providers' logs, Vault's audit log) and print its path")
+	flag.BoolVar(&o.keep, "keep", false, "keep the bench's directory (the providers' logs, Vault's audit log, every warm sample with its time in warm-samples.csv) and print its path")
 	flag.StringVar(&o.profile, "profile", "", "build the provider with its profiles served and save heap, CPU and allocation profiles in this directory (printing their top entries)")
 	flag.Parse()
 	if last := o.identities[len(o.identities)-1]; len(o.identities) < 2 || o.identities[len(o.identities)-2]+o.burst > last {

@@ -27,6 +27,25 @@ func (l latencies) summary() string {
 	return fmt.Sprintf("p50 %s · p95 %s · p99 %s", ms(l.percentile(50)), ms(l.percentile(95)), ms(l.percentile(99)))
 }
 
+// sampleLog keeps every warm sample with the moment it ended, so that a
+// tail can be read as a stall (slow samples in a row) or a spread.
+type sampleLog struct {
+	start time.Time
+	lines []string
+}
+
+func (s *sampleLog) add(run, objects int, kind string, d time.Duration) {
+	now := time.Now()
+	if s.start.IsZero() {
+		s.start = now
+	}
+	s.lines = append(s.lines, fmt.Sprintf("%d,%d,%s,%.3f,%d", run+1, objects, kind, now.Sub(s.start).Seconds(), d.Microseconds()))
+}
+
+func (s *sampleLog) save(path string) error {
+	return os.WriteFile(path, []byte("run,objects,kind,ended_s,took_us\n"+strings.Join(s.lines, "\n")+"\n"), 0o644)
+}
+
 // memory is a process's resident memory, from /proc: all of it, and its
 // anonymous part (heap, stacks) and file-backed part (the binary's pages,
 // which the kernel can reclaim).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -146,9 +147,10 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		cpu           float64
 	}
 	results := map[int]*result{}
+	timeline := &sampleLog{}
 	api0, apiErr := b.r.APIRequests(ctx)
 	mounts := 0
-	for range b.o.runs {
+	for run := range b.o.runs {
 		for _, n := range sizes {
 			iterations := warmIterations(b.o.reads, n)
 			res := results[n]
@@ -164,10 +166,11 @@ func (b *bench) warmLatency(ctx context.Context) error {
 					return err
 				}
 				lat = append(lat, d)
+				timeline.add(run, n, "provider", d)
 			}
 			cpu1, _ := cpuSeconds(b.pid)
 			mounts += iterations
-			par, seq, err := floor.measure(ctx, n, iterations)
+			par, seq, err := floor.measure(ctx, n, iterations, func(d time.Duration) { timeline.add(run, n, "floor", d) })
 			if err != nil {
 				return err
 			}
@@ -177,6 +180,11 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		}
 	}
 	api1, apiErr1 := b.r.APIRequests(ctx)
+	if b.o.keep {
+		if err := timeline.save(filepath.Join(b.dir, "warm-samples.csv")); err != nil {
+			return err
+		}
+	}
 	for _, n := range sizes {
 		res := results[n]
 		scenario := fmt.Sprintf("warm mount, %d object(s)", n)
@@ -275,7 +283,9 @@ func (f *floor) read(ctx context.Context, i int) error {
 	return err
 }
 
-func (f *floor) measure(ctx context.Context, n, iterations int) (par, seq latencies, err error) {
+// measure times iterations rounds of n reads, in parallel and one after
+// another; each parallel round is also handed to timed.
+func (f *floor) measure(ctx context.Context, n, iterations int, timed func(time.Duration)) (par, seq latencies, err error) {
 	for range iterations {
 		start := time.Now()
 		g, gctx := errgroup.WithContext(ctx)
@@ -287,6 +297,7 @@ func (f *floor) measure(ctx context.Context, n, iterations int) (par, seq latenc
 			return nil, nil, err
 		}
 		par = append(par, time.Since(start))
+		timed(par[len(par)-1])
 		start = time.Now()
 		for i := range n {
 			if err := f.read(ctx, i); err != nil {
