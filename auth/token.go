@@ -27,10 +27,18 @@ type Pod struct {
 
 func (p Pod) String() string { return p.Namespace + "/" + p.Name }
 
-// Token is a service-account token. It never prints its value.
+// Token is a service-account token, read from the driver's JSON form
+// ({"token": "...", "expirationTimestamp": "..."}). It never prints or
+// marshals its value.
 type Token struct {
-	Value  string
-	Expiry time.Time
+	Value  string    `json:"token"`
+	Expiry time.Time `json:"expirationTimestamp"`
+}
+
+// MarshalJSON redacts the token, as String does.
+func (t Token) MarshalJSON() ([]byte, error) {
+	type redacted Token // without this method
+	return json.Marshal(redacted{Value: "[REDACTED]", Expiry: t.Expiry})
 }
 
 // String redacts the token.
@@ -51,21 +59,19 @@ var ErrTokenRequestForbidden = errors.New("TokenRequest forbidden")
 // {"<audience>": {"token": "...", "expirationTimestamp": "..."}}. Errors never
 // quote the input.
 func ParseTokens(raw string) (map[string]Token, error) {
-	var in map[string]struct {
-		Token               string    `json:"token"`
-		ExpirationTimestamp time.Time `json:"expirationTimestamp"`
-	}
-	if err := json.Unmarshal([]byte(raw), &in); err != nil {
+	var tokens map[string]Token
+	if err := json.Unmarshal([]byte(raw), &tokens); err != nil {
 		return nil, errors.New("not a JSON map of audience to {token, expirationTimestamp}")
 	}
-	out := make(map[string]Token, len(in))
-	for aud, t := range in {
-		if t.Token == "" {
+	for aud, t := range tokens {
+		if t.Value == "" {
 			return nil, fmt.Errorf("the entry for audience %q has no token", aud)
 		}
-		out[aud] = Token{Value: t.Token, Expiry: t.ExpirationTimestamp}
 	}
-	return out, nil
+	if tokens == nil { // null
+		tokens = map[string]Token{}
+	}
+	return tokens, nil
 }
 
 // TokenLifetime is how long a minted token lives (the API's minimum is 10 minutes).

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -94,4 +95,14 @@ func FuzzParseTokens(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTokenNeverMarshals: a Token reads the driver's JSON form, but writes
+// its value redacted, wherever it ends up as JSON.
+func TestTokenNeverMarshals(t *testing.T) {
+	tok := Token{Value: "eyJplanted", Expiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	b, err := json.Marshal(map[string]any{"tokens": map[string]Token{"vault": tok}, "one": tok, "ptr": &tok})
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "eyJplanted")
+	assert.Contains(t, string(b), `"expirationTimestamp":"2030-01-02T03:04:05Z"`)
 }

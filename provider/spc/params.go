@@ -255,7 +255,7 @@ func parseTokens(inAttributes, secretsJSON string) (map[string]auth.Token, error
 			return nil, fmt.Errorf("secrets are not a JSON object of strings (%s)", jsonProblem(err))
 		}
 	}
-	tokens := map[string]auth.Token{}
+	var tokens map[string]auth.Token
 	var problems []error
 	for _, src := range []struct{ where, raw string }{
 		{"volume attribute", inAttributes},
@@ -265,11 +265,17 @@ func parseTokens(inAttributes, secretsJSON string) (map[string]auth.Token, error
 			continue
 		}
 		parsed, err := auth.ParseTokens(src.raw)
-		if err != nil {
+		switch {
+		case err != nil:
 			problems = append(problems, fmt.Errorf("%s in %s: %w", attrServiceAccountToken, src.where, err))
-			continue
+		case tokens == nil: // one source, as usual: its map as it is
+			tokens = parsed
+		default:
+			maps.Copy(tokens, parsed)
 		}
-		maps.Copy(tokens, parsed)
+	}
+	if tokens == nil {
+		tokens = map[string]auth.Token{}
 	}
 	return tokens, errors.Join(problems...)
 }
