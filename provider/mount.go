@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -273,10 +275,23 @@ func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (m
 			return results, run(ctx, key, task)
 		}
 	}
+	// ReadConcurrency goroutines take the tasks in turn: one goroutine per
+	// task would grow a new stack through a Vault call for each object.
+	keys := slices.Collect(maps.Keys(tasks))
+	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(m.ReadConcurrency, 1))
-	for key, task := range tasks {
-		g.Go(func() error { return run(gctx, key, task) })
+	for range min(max(m.ReadConcurrency, 1), len(keys)) {
+		g.Go(func() error {
+			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				if err := run(gctx, keys[i], tasks[keys[i]]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	return results, g.Wait()
 }
