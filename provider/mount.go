@@ -392,10 +392,13 @@ func (m *Mounter) read(ctx context.Context, mt *mount, sess vault.Session, key s
 	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, leaseKey, key, renew, readNow)
 	if err == nil {
 		mt.log.Debug("vault answer", "method", r.Method, "path", r.Path, "from", outcome)
-		m.Metrics.CacheEvent("lease", map[lease.Outcome]string{lease.Reused: "hit", lease.Renewed: "renewal", lease.Read: "miss"}[outcome])
+		m.Metrics.CacheEvent("lease", leaseEvents[outcome])
 	}
 	return body, err
 }
+
+// leaseEvents are the cache_events_total events of the lease cache's outcomes.
+var leaseEvents = map[lease.Outcome]string{lease.Reused: "hit", lease.Renewed: "renewal", lease.Read: "miss"}
 
 // respond builds the files and versions from what was fetched.
 func (m *Mounter) respond(ctx context.Context, mt *mount, results map[string]render.Fetched) (*v1alpha1.MountResponse, error) {
