@@ -28,22 +28,41 @@ func (l latencies) summary() string {
 }
 
 // sampleLog keeps every warm sample with the moment it ended, so that a
-// tail can be read as a stall (slow samples in a row) or a spread.
+// tail can be read as a stall (slow samples in a row) or a spread. A nil
+// log keeps nothing (no -keep); samples are formatted only when saved, so
+// keeping them adds no work to the timed loop but an append.
 type sampleLog struct {
-	start time.Time
-	lines []string
+	start   time.Time
+	samples []sample
+}
+
+type sample struct {
+	run, objects int
+	kind         string
+	ended, took  time.Duration
 }
 
 func (s *sampleLog) add(run, objects int, kind string, d time.Duration) {
+	if s == nil {
+		return
+	}
 	now := time.Now()
 	if s.start.IsZero() {
 		s.start = now
 	}
-	s.lines = append(s.lines, fmt.Sprintf("%d,%d,%s,%.3f,%d", run+1, objects, kind, now.Sub(s.start).Seconds(), d.Microseconds()))
+	s.samples = append(s.samples, sample{run: run + 1, objects: objects, kind: kind, ended: now.Sub(s.start), took: d})
 }
 
 func (s *sampleLog) save(path string) error {
-	return os.WriteFile(path, []byte("run,objects,kind,ended_s,took_us\n"+strings.Join(s.lines, "\n")+"\n"), 0o644)
+	if s == nil {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("run,objects,kind,ended_s,took_us\n")
+	for _, x := range s.samples {
+		fmt.Fprintf(&b, "%d,%d,%s,%.3f,%d\n", x.run, x.objects, x.kind, x.ended.Seconds(), x.took.Microseconds())
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // memory is a process's resident memory, from /proc: all of it, and its

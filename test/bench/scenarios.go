@@ -147,7 +147,10 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		cpu           float64
 	}
 	results := map[int]*result{}
-	timeline := &sampleLog{}
+	var timeline *sampleLog
+	if b.o.keep {
+		timeline = &sampleLog{}
+	}
 	api0, apiErr := b.r.APIRequests(ctx)
 	mounts := 0
 	for run := range b.o.runs {
@@ -180,10 +183,8 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		}
 	}
 	api1, apiErr1 := b.r.APIRequests(ctx)
-	if b.o.keep {
-		if err := timeline.save(filepath.Join(b.dir, "warm-samples.csv")); err != nil {
-			return err
-		}
+	if err := timeline.save(filepath.Join(b.dir, "warm-samples.csv")); err != nil {
+		return err
 	}
 	for _, n := range sizes {
 		res := results[n]
