@@ -11,16 +11,12 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
-// Version is an HMAC-SHA256, under the cluster's key, of the object's
-// configuration, its file mode and its extracted content. The same secret
-// gives the same version on every mount and every provider pod; a version
-// reveals nothing of the secret without the key.
-func Version(key []byte, o spc.Object, mode fs.FileMode, versioned []byte) string {
-	return newVersions(key).of(o, mode, versioned)
-}
-
-// versions computes the versions of one mount's objects with one HMAC,
-// reset for each object: keying it costs more than hashing a small secret.
+// versions computes the versions of one mount's objects. A version is an
+// HMAC-SHA256, under the cluster's key, of the object's configuration, its
+// file mode and its extracted content: the same secret gives the same
+// version on every mount and every provider pod, and a version reveals
+// nothing of the secret without the key. One HMAC serves the mount, reset
+// for each object: keying it costs more than hashing a small secret.
 type versions struct {
 	mac hash.Hash
 	buf []byte
