@@ -25,6 +25,7 @@ type options struct {
 	pid           int
 	reads         int
 	runs          int
+	block         int
 	burst         int
 	identities    []int
 	rotationPods  int
