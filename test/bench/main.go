@@ -27,7 +27,7 @@ func main() {
 	flag.IntVar(&o.pid, "pid", 0, "with -socket: the provider's process id, for RSS and CPU")
 	flag.IntVar(&o.reads, "reads", 10000, "Vault reads per warm-latency row and run: a row of n objects times reads/n mounts (at least 200), and its floor as many rounds of reads")
 	flag.IntVar(&o.runs, "runs", 5, "warm-latency runs (each times every size, provider and floor)")
-	flag.IntVar(&o.block, "block", 50, "warm mounts timed before as many rounds of the floor's reads, in turn through a run, so that a slow second of the machine falls on both (0: all of a run's mounts, then all of its reads)")
+	flag.IntVar(&o.block, "block", 50, "warm mounts timed before as many rounds of the floor's reads, in turn through a run, so that a slow moment of the machine falls on both (0: all of a run's mounts, then all of its reads)")
 	flag.IntVar(&o.burst, "burst", 5000, "new pods mounting at once in the burst")
 	o.identities = []int{1000, 10000}
 	flag.Func("identities", "distinct pod identities cached when RSS is read, comma-separated and increasing; the burst's pods count towards the last (default 1000,10000)", func(v string) error {

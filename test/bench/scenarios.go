@@ -114,10 +114,10 @@ func (b *bench) rssAtRest(context.Context) error {
 
 // warmLatency times mounts of 1, 10 and 50 objects for one warm identity,
 // and the same reads made directly against Vault (the floor), in -runs
-// rounds; each round times every size, -block mounts and then as many rounds
-// of reads in turn, so that a slow moment of the machine falls on provider
-// and floor alike. Each row times the same number of
-// reads (-reads), so the shortest mounts get the most samples: a p99 of 200
+// rounds; each round times every size, -block mounts and then as many
+// rounds of reads in turn, so that a slow moment of the machine falls on
+// provider and floor alike. Each row times the same number of reads
+// (-reads), so the shortest mounts get the most samples: a p99 of 200
 // one-object mounts is their 2nd or 3rd slowest, set by whichever process
 // the kernel ran at that moment, while 50 reads in a mount average such
 // moments out. It counts the apiserver's requests over all of them.
@@ -165,12 +165,13 @@ func (b *bench) warmLatency(ctx context.Context) error {
 			// The provider's CPU over the whole row, reads included: what
 			// a mount leaves to run after it (the collector) counts too.
 			cpu0, _ := cpuSeconds(b.pid)
+			block := iterations
+			if b.o.block > 0 {
+				block = b.o.block
+			}
 			var lat, par, seq latencies
-			for done := 0; done < iterations; {
-				k := iterations - done
-				if b.o.block > 0 {
-					k = min(k, b.o.block)
-				}
+			for done := 0; done < iterations; done += block {
+				k := min(block, iterations-done)
 				for range k {
 					d, err := timedMount(ctx, b.client, reqs[n])
 					if err != nil {
@@ -184,7 +185,6 @@ func (b *bench) warmLatency(ctx context.Context) error {
 					return err
 				}
 				par, seq = append(par, p...), append(seq, s...)
-				done += k
 			}
 			cpu1, _ := cpuSeconds(b.pid)
 			mounts += iterations
