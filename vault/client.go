@@ -127,7 +127,8 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 	if err := apiCfg.ConfigureTLS(tls); err != nil {
 		return nil, fmt.Errorf("vault TLS settings (CA %q, CA directory %q, client cert %q): %w", cfg.CACert, cfg.CADirectory, cfg.ClientCert, err)
 	}
-	apiCfg.HttpClient.Transport = boundedBodies{next: apiCfg.HttpClient.Transport} // after ConfigureTLS, which needs the *http.Transport
+	// After ConfigureTLS, which needs the *http.Transport.
+	apiCfg.HttpClient.Transport = boundedBodies{next: newInlineTransport(apiCfg.HttpClient.Transport.(*http.Transport))}
 	client, err := api.NewClient(apiCfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", cfg.Address, err)
