@@ -19,6 +19,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/health"
 	"github.com/vaultcsi/vault-csi-provider/internal/gcpace"
+	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
@@ -58,11 +59,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(proc, stderr)
 	defer gcpace.Start(uint64(proc.GCMinGrowth)).Stop()
+	governor := procs.Start(proc.ProcsFollowMounts)
+	defer governor.Stop()
 	log.Info("starting", "version", Version, "vault_addr", proc.Vault.Address, "auth_mount", proc.Vault.AuthMount)
 	srv, m, clients, err := build(ctx, proc, getenv, log)
 	if err != nil {
 		return err
 	}
+	srv.Procs = governor
 	var serving atomic.Bool
 	ready, err := readiness(ctx, proc, clients, &serving, log.With("component", "health"))
 	if err != nil {

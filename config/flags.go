@@ -54,6 +54,9 @@ type Process struct {
 	// GCMinGrowth is how much the heap may grow between garbage
 	// collections at least (gcpace); 0 leaves GOGC alone.
 	GCMinGrowth int64
+	// ProcsFollowMounts runs the process on one processor while it serves
+	// one mount at a time (package procs).
+	ProcsFollowMounts bool
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -147,6 +150,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
 	fs.Func("gc-min-growth", "the heap may grow by at least this much between garbage collections, e.g. 4Mi (default 4Mi): while the live heap is small, GOGC is raised so that mounts do not run beside a collection every few dozen mounts; a heap past it grows by GOGC as usual; 0 leaves GOGC alone", byteSize(&p.GCMinGrowth))
+	fs.BoolVar(&p.ProcsFollowMounts, "procs-follow-mounts", true, "run on one processor (GOMAXPROCS 1) while serving one mount at a time, and on all of them from the second mount at once until a second without: on an idle node each mount's goroutine handoffs then stay on one thread instead of waking another (a third of a mount's CPU on 2 cores); ignored when GOMAXPROCS is set")
 	fs.BoolVar(&p.TokenRequestFallback, "token-request-fallback", false, "when the driver sent no token for a class's audience, mint one with the TokenRequest API (needs create on serviceaccounts/token for every service account); off, such a mount fails and says to add the audience to the CSIDriver's tokenRequests")
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")

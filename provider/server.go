@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/cache"
+	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
@@ -41,6 +42,8 @@ type Server struct {
 	// burst of pods costs the provider no more memory than this many mounts.
 	// 0: no bound.
 	MountConcurrency int
+	// Procs is told of every mount in flight (package procs); nil is fine.
+	Procs *procs.Governor
 }
 
 // Version answers the driver's handshake.
@@ -54,6 +57,7 @@ func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.V
 // carries the same code in error.code for in-process callers; over gRPC only
 // the status travels.
 func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	defer s.Procs.Begin()()
 	if s.MountTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.MountTimeout)
