@@ -205,6 +205,7 @@ func TestInlineTransportLeavesHTTPSAndProxies(t *testing.T) {
 		require.NoError(t, err)
 		resp, err := tr.RoundTrip(req)
 		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
 		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	}
 	assert.EqualValues(t, 2, viaNext.Load())
