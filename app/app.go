@@ -66,7 +66,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv.Procs = governor
+	srv.Procs, srv.Mounter.Procs = governor, governor
 	var serving atomic.Bool
 	ready, err := readiness(ctx, proc, clients, &serving, log.With("component", "health"))
 	if err != nil {

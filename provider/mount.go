@@ -21,6 +21,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/render"
@@ -58,6 +59,9 @@ type Mounter struct {
 	// MountMaxBytes bounds the Vault answers one mount holds together
 	// (-mount-max-bytes); zero is DefaultMountMaxBytes.
 	MountMaxBytes int64
+	// Procs says how many processors the provider runs on when busy (a nil
+	// one reads GOMAXPROCS); half of them run templates.
+	Procs *procs.Governor
 
 	kv KVPaths
 
@@ -66,7 +70,7 @@ type Mounter struct {
 }
 
 func (m *Mounter) templateSlots() *templateSlots {
-	m.templatesOnce.Do(func() { m.templates = newTemplateSlots() })
+	m.templatesOnce.Do(func() { m.templates = newTemplateSlots(m.Procs.Max()) })
 	return m.templates
 }
 

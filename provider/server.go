@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -129,7 +128,7 @@ func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool
 		// a new goroutine grows its stack through the request's decoding
 		// and Vault call, copying it several times, about 6 % of a warm
 		// mount's CPU.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(srv.Procs.Max())),
 	}
 	if srv.MountConcurrency > 0 {
 		// HTTP/2's own bound on the streams of a connection: the driver

@@ -2,14 +2,13 @@ package provider
 
 import (
 	"context"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
 )
 
 // templateSlots bounds the templates running at once on the node to half
-// its CPUs (at least one), and lets each namespace run one at a time: a
+// the processors the provider runs on when busy (at least one), and lets each namespace run one at a time: a
 // namespace sending many long templates queues behind itself, and every
 // other namespace waits for at most one template of each before its own.
 //
@@ -26,9 +25,9 @@ type namespaceSlot struct {
 	users int
 }
 
-func newTemplateSlots() *templateSlots {
+func newTemplateSlots(procs int) *templateSlots {
 	return &templateSlots{
-		node:       semaphore.NewWeighted(int64(max(1, runtime.GOMAXPROCS(0)/2))),
+		node:       semaphore.NewWeighted(int64(max(1, procs/2))),
 		namespaces: map[string]*namespaceSlot{},
 	}
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 // One namespace queuing many long templates delays another namespace's
 // template by at most one of them, and nothing is kept once all are done.
 func TestTemplateSlotsAreFairAcrossNamespaces(t *testing.T) {
-	s := newTemplateSlots()
+	s := newTemplateSlots(runtime.GOMAXPROCS(0))
 	s.node = semaphore.NewWeighted(1) // one CPU's worth, whatever this machine has
 	ctx := context.Background()
 	first, err := s.acquire(ctx, "hostile")

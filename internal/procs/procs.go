@@ -103,6 +103,16 @@ func (g *Governor) narrow() {
 	g.timer = time.AfterFunc(wait, g.narrow)
 }
 
+// Max is the process's own GOMAXPROCS, the one it runs on while busy: what
+// to size pools of workers by (runtime.GOMAXPROCS(0) may read 1 while idle).
+// A nil governor reads runtime.GOMAXPROCS.
+func (g *Governor) Max() int {
+	if g == nil {
+		return runtime.GOMAXPROCS(0)
+	}
+	return g.max
+}
+
 // Stop puts GOMAXPROCS back to what the process started with, for good.
 func (g *Governor) Stop() {
 	if g.off {

@@ -18,6 +18,7 @@ func TestGovernorFollowsMountsInFlight(t *testing.T) {
 	const quiet = 200 * time.Millisecond
 	g := start(true, 4, quiet, runtime.GOMAXPROCS)
 	assert.Equal(t, 1, runtime.GOMAXPROCS(0), "idle: one processor")
+	assert.Equal(t, 4, g.Max(), "pools are sized by the processors of a busy provider")
 
 	for range 3 { // mounts one after another
 		g.Begin()()
