@@ -175,7 +175,8 @@ active_vault() {
 	assert_equal "$missing" 0
 	$E2E_VAULT_UNSEAL
 	kubectl -n "$NS" delete pod -l watcher=leader --wait=false >/dev/null
-	vault_kv "$NS/app" password=cluster-pass
+	# Vault's Service may have no ready endpoint for a moment after the unseal.
+	wait_for 60 vault_kv "$NS/app" password=cluster-pass
 }
 
 @test "19. helm upgrade of our chart while pods rotate every 10 s: no pod ever sees a missing or empty file" {
