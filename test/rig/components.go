@@ -313,15 +313,25 @@ func (v *VaultServer) Stop() {
 }
 
 // UnsealKey is the dev server's unseal key, from its log.
+//
+// The dev server prints its banner after its API answers, so the log is
+// read again for up to 10 s (a busy machine once took longer than a test's
+// first second).
 func (v *VaultServer) UnsealKey() (string, error) {
-	b, err := os.ReadFile(v.proc.log)
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
-			return strings.TrimSpace(k), nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(v.proc.log)
+		if err != nil {
+			return "", err
 		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
+				return strings.TrimSpace(k), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("no unseal key in the vault dev server's log")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return "", errors.New("no unseal key in the vault dev server's log")
 }
