@@ -1,8 +1,8 @@
 package vault
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -130,7 +131,7 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrEmptyResponse,
 			Detail: "the path answered with no data: check that it is a path that returns a secret"}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	body, err := readBody(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, classify(ctx, "read", r.Method, r.Path, resp.StatusCode, err, "")
 	}
@@ -143,6 +144,17 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 			Detail: "the response is not JSON: check vaultAddress points at Vault's API"}
 	}
 	return body, nil
+}
+
+// readBody reads an answer of up to MaxResponseBytes (and one byte more,
+// to tell a larger one), in one buffer of the size Vault announced.
+func readBody(r io.Reader, length int64) ([]byte, error) {
+	if length < 0 || length > MaxResponseBytes {
+		return io.ReadAll(io.LimitReader(r, MaxResponseBytes+1))
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, length+1))
+	_, err := buf.ReadFrom(io.LimitReader(r, MaxResponseBytes+1))
+	return buf.Bytes(), err
 }
 
 // IsPermissionDenied reports whether err is Vault's 403.

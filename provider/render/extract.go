@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"sort"
 	"strings"
+
+	json "github.com/go-json-experiment/json/v1"
+
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
 var (
@@ -40,6 +42,11 @@ type Extracted struct {
 // directory: then each key of the secret (data.data for KV v2, else data)
 // or of the selected value becomes a file.
 func Extract(o spc.Object, body []byte) (Extracted, error) {
+	if o.Key != "" && o.Selector == nil {
+		if raw, ok := keyValue(body, o.Key); ok {
+			return extracted(o, raw)
+		}
+	}
 	var envelope struct {
 		Data json.RawMessage `json:"data"`
 	}
@@ -61,6 +68,12 @@ func Extract(o spc.Object, body []byte) (Extracted, error) {
 	if err != nil {
 		return Extracted{}, err
 	}
+	return extracted(o, raw)
+}
+
+// extracted is what the value raw, picked out of a response, puts in the
+// object's file or files.
+func extracted(o spc.Object, raw json.RawMessage) (Extracted, error) {
 	if o.Layout == spc.LayoutDirectory {
 		files, err := directoryFiles(o, raw)
 		if err != nil {

@@ -2,11 +2,12 @@ package render
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/template"
 	"unicode/utf8"
+
+	json "github.com/go-json-experiment/json/v1"
 )
 
 // Every helper a template calls is metered: it counts as a step, and the

@@ -2,11 +2,14 @@ package render
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"sort"
 	"strings"
+	"unicode/utf8"
+
+	json "github.com/go-json-experiment/json/v1"
+
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
 // selectPath walks the response by the object's jsonPath. Errors name the
@@ -42,6 +45,9 @@ func selectPath(o spc.Object, body []byte) (json.RawMessage, error) {
 // fileValue is how a JSON value is written to a file: strings raw, anything
 // else as compact JSON.
 func fileValue(raw json.RawMessage) []byte {
+	if n := len(raw); n >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return append([]byte(nil), raw[1:n-1]...) // a string without escapes is its text
+	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return []byte(s)

@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+
+	json "github.com/go-json-experiment/json/v1"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )

@@ -181,9 +181,9 @@ func Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
 // the attributes are a JSON object, the Params returned with an error still
 // name the class and the pod, for the mount's log line.
 func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
-	var attrs map[string]string
-	if err := json.Unmarshal([]byte(attributesJSON), &attrs); err != nil {
-		return Params{}, fmt.Errorf("%w: attributes are not a JSON object of strings (%s); this is sent by the secrets-store-csi-driver, check its version", ErrInvalidParameters, jsonProblem(err))
+	attrs, err := decodeStrings(attributesJSON)
+	if err != nil {
+		return Params{}, fmt.Errorf("%w: attributes are not a JSON object of strings (%w); this is sent by the secrets-store-csi-driver, check its version", ErrInvalidParameters, err)
 	}
 	p := fromAttributes(attrs)
 	problems := p.parseSettings(attrs, permission)
@@ -251,8 +251,9 @@ func (p *Params) parseSettings(attrs map[string]string, permission string) []err
 func parseTokens(inAttributes, secretsJSON string) (map[string]auth.Token, error) {
 	var secrets map[string]string
 	if s := strings.TrimSpace(secretsJSON); s != "" && s != "null" {
-		if err := json.Unmarshal([]byte(s), &secrets); err != nil {
-			return nil, fmt.Errorf("secrets are not a JSON object of strings (%s)", jsonProblem(err))
+		var err error
+		if secrets, err = decodeStrings(s); err != nil {
+			return nil, fmt.Errorf("secrets are not a JSON object of strings (%w)", err)
 		}
 	}
 	var tokens map[string]auth.Token
@@ -456,20 +457,6 @@ func decodeObject(item map[string]any, o *Object) error {
 		return err // FileMode's own, naming filePermission
 	}
 	return nil
-}
-
-// jsonProblem describes a JSON error without quoting the input, which may
-// hold a token.
-func jsonProblem(err error) string {
-	var syntax *json.SyntaxError
-	if errors.As(err, &syntax) {
-		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
-	}
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) {
-		return fmt.Sprintf("a %s where a %s was expected", typ.Value, typ.Type)
-	}
-	return "malformed JSON"
 }
 
 // CheckParameters validates a SecretProviderClass's parameters as a mount
