@@ -19,6 +19,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/health"
 	"github.com/vaultcsi/vault-csi-provider/internal/gcpace"
+	"github.com/vaultcsi/vault-csi-provider/internal/logbuf"
 	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/lease"
@@ -57,7 +58,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintf(stdout, "%s %s (%s)\n", provider.RuntimeName, Version, runtime.Version())
 		return err
 	}
-	log := newLogger(proc, stderr)
+	logs := logbuf.New(stderr, proc.LogFlushInterval)
+	defer logs.Flush()
+	log := newLogger(proc, logs)
 	defer gcpace.Start(uint64(proc.GCMinGrowth)).Stop()
 	governor := procs.Start(proc.ProcsFollowMounts)
 	defer governor.Stop()
@@ -276,10 +279,11 @@ func renewInBackground(ctx context.Context, every, timeout time.Duration, sessio
 	}
 }
 
-func newLogger(proc config.Process, w io.Writer) *slog.Logger {
+func newLogger(proc config.Process, w *logbuf.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: proc.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if proc.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(logbuf.Handler(h, w, slog.LevelWarn))
 }

@@ -14,15 +14,18 @@ import (
 
 // Process is the configuration the DaemonSet sets once, on the command line.
 type Process struct {
-	Endpoint       string
-	HealthAddr     string
-	MetricsAddr    string
-	LogLevel       slog.Level
-	LogFormat      string
-	HMACSecretName string
-	CacheSize      int
-	Kubeconfig     string
-	VaultTimeout   time.Duration
+	Endpoint    string
+	HealthAddr  string
+	MetricsAddr string
+	LogLevel    slog.Level
+	LogFormat   string
+	// LogFlushInterval is how long info lines may wait to be written
+	// together (-log-flush-interval).
+	LogFlushInterval time.Duration
+	HMACSecretName   string
+	CacheSize        int
+	Kubeconfig       string
+	VaultTimeout     time.Duration
 	// RenewInterval is how often cached tokens and leases are renewed in the
 	// background (0: only when pods mount).
 	RenewInterval time.Duration
@@ -79,6 +82,7 @@ const (
 	DefaultLeaseCacheBytes   = 16 << 20
 	DefaultGCMinGrowth       = 4 << 20
 	DefaultLeaseMinRemaining = 0.33
+	DefaultLogFlushInterval  = 100 * time.Millisecond
 )
 
 // Parse reads the process flags. getenv supplies the VAULT_* fallbacks and
@@ -135,6 +139,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&p.HealthAddr, "health-addr", DefaultHealthAddr, "address of the HTTP listener serving /health/ready and /health/live; empty disables it")
 	fs.StringVar(&p.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "address of the HTTP listener serving Prometheus metrics on /metrics; empty disables it")
 	fs.StringVar(&p.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&p.LogFlushInterval, "log-flush-interval", DefaultLogFlushInterval, "how long info and debug log lines may wait to be written together, in one write; a warning or an error writes them at once; 0 writes every line as it comes")
 	fs.StringVar(&p.HMACSecretName, "hmac-secret-name", DefaultHMACSecretName, "Kubernetes Secret, in the provider's namespace, holding the key for object versions (created if missing)")
 	fs.IntVar(&p.CacheSize, "cache-size", DefaultCacheSize, "maximum number of Vault tokens kept in memory, one per pod identity; 0 logs in on every mount")
 	fs.StringVar(&p.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig to use when running outside a cluster (default: $KUBECONFIG, else in-cluster config)")
@@ -206,6 +211,7 @@ func (p *Process) validate() []error {
 	}
 	p.LogFormat = strings.ToLower(p.LogFormat)
 	bad(p.LogFormat != "text" && p.LogFormat != "json", "-log-format: %q is not a format: use text or json", p.LogFormat)
+	bad(p.LogFlushInterval < 0 || p.LogFlushInterval > 10*time.Second, "-log-flush-interval: %s is out of range: use 0 (every line as it comes) up to 10s", p.LogFlushInterval)
 	bad(p.CacheSize < 0, "-cache-size: %d is negative: use 0 to turn the cache off", p.CacheSize)
 	bad(p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second, "-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout)
 	bad(p.RenewInterval < 0, "-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval)
