@@ -50,6 +50,7 @@ func newInlineTransport(next *http.Transport) *inlineTransport {
 // inlineConn is one kept connection.
 type inlineConn struct {
 	conn net.Conn
+	raw  syscall.RawConn // nil when conn has no file descriptor (tests' pipes)
 	r    *bufio.Reader
 	w    *bufio.Writer
 	used time.Time // when it was last put back idle
@@ -63,8 +64,12 @@ func (t *inlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Port() == "" {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
+	// A request that cannot be sent twice (its body cannot be read
+	// again) goes only on a connection known to be open; any other, a
+	// read, is sent again if Vault closed the connection under it.
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for {
-		c, reused, err := t.get(req.Context(), addr)
+		c, reused, err := t.get(req.Context(), addr, !replayable)
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -129,17 +134,20 @@ func (t *inlineTransport) exchange(req *http.Request, addr string, c *inlineConn
 		}
 		return nil, err
 	}
+	closed := func(err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			return errClosedBeforeAnswer
+		}
+		return err
+	}
 	if err := req.Write(c.w); err != nil {
-		return fail(err)
+		return fail(closed(err))
 	}
 	if err := c.w.Flush(); err != nil {
-		return fail(err)
+		return fail(closed(err))
 	}
 	if _, err := c.r.Peek(1); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-			err = errClosedBeforeAnswer
-		}
-		return fail(err)
+		return fail(closed(err))
 	}
 	resp, err := http.ReadResponse(c.r, req)
 	if err != nil {
@@ -179,9 +187,9 @@ func (t *inlineTransport) release(addr string, c *inlineConn, stop func() bool, 
 	}
 }
 
-// get takes the most recently used idle connection to addr that the server
-// has not closed, or dials a new one.
-func (t *inlineTransport) get(ctx context.Context, addr string) (c *inlineConn, reused bool, err error) {
+// get takes the most recently used idle connection to addr, or dials a new
+// one. With check, a kept connection is first checked to be still open.
+func (t *inlineTransport) get(ctx context.Context, addr string, check bool) (c *inlineConn, reused bool, err error) {
 	for {
 		t.mu.Lock()
 		conns := t.idle[addr]
@@ -193,7 +201,7 @@ func (t *inlineTransport) get(ctx context.Context, addr string) (c *inlineConn, 
 		conns[len(conns)-1] = nil
 		t.idle[addr] = conns[:len(conns)-1]
 		t.mu.Unlock()
-		if open(c.conn) {
+		if !check || c.open() {
 			return c, true, nil
 		}
 		_ = c.conn.Close()
@@ -202,23 +210,22 @@ func (t *inlineTransport) get(ctx context.Context, addr string) (c *inlineConn, 
 	if err != nil {
 		return nil, false, err
 	}
-	return &inlineConn{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}, false, nil
+	c = &inlineConn{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
+	if sc, ok := conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c, false, nil
 }
 
 // open reports whether an idle connection is still open: nothing to read
 // on it (an idle HTTP/1.1 connection has nothing until it is asked), not
 // its end. It costs one non-blocking system call and no goroutine.
-func open(conn net.Conn) bool {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+func (c *inlineConn) open() bool {
+	if c.raw == nil {
 		return false
 	}
 	alive := false
-	err = raw.Read(func(fd uintptr) bool {
+	err := c.raw.Read(func(fd uintptr) bool {
 		var b [1]byte
 		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		alive = errors.Is(err, syscall.EAGAIN)
