@@ -59,7 +59,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logs := logbuf.New(stderr, proc.LogFlushInterval)
-	defer logs.Flush()
+	defer func() { _ = logs.Flush() }() // nowhere left to report a failed write
 	log := newLogger(proc, logs)
 	defer gcpace.Start(uint64(proc.GCMinGrowth)).Stop()
 	governor := procs.Start(proc.ProcsFollowMounts)

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 
-	json "github.com/go-json-experiment/json/v1"
 	"github.com/go-json-experiment/json/jsontext"
+	json "github.com/go-json-experiment/json/v1"
 )
 
 // errNotHere ends a keyValue walk that did not find the key as expected.
@@ -61,9 +61,9 @@ func keyValue(body []byte, key string) (json.RawMessage, bool) {
 	case err != nil:
 		return nil, false
 	case inner != nil:
-		return json.RawMessage(inner), true
+		return inner, true
 	case direct != nil:
-		return json.RawMessage(direct), true
+		return direct, true
 	}
 	return nil, false
 }

@@ -129,7 +129,9 @@ func TestPodDeletionRevokes(t *testing.T) {
 	assert.Eventually(t, func() bool { return env.Postgres.Login(user, pass) != nil }, 15*time.Second, 200*time.Millisecond,
 		"the deleted pod's database user no longer logs in")
 	assert.Equal(t, 1, vaultRequests(t, "auth/token/revoke-self")-revocations)
-	assert.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "revoked the Vault tokens and leases of a deleted pod") },
+	assert.Eventually(t, func() bool {
+		return strings.Contains(p.logs.String(), "revoked the Vault tokens and leases of a deleted pod")
+	},
 		time.Second, 20*time.Millisecond, "the log says so (info lines are written within -log-flush-interval)")
 	assert.NoError(t, env.Postgres.Login(otherUser, otherPass), "a pod on another node is not this provider's to revoke")
 }
