@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	})
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench's directory (the providers' logs, Vault's audit log, every warm sample with its time in warm-samples.csv) and print its path")
 	flag.StringVar(&o.profile, "profile", "", "build the provider with its profiles served and save heap, CPU and allocation profiles in this directory (printing their top entries)")
+	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "how long each CPU and allocation profile of -profile runs (back-to-back warm mounts)")
 	flag.Parse()
 	if last := o.identities[len(o.identities)-1]; len(o.identities) < 2 || o.identities[len(o.identities)-2]+o.burst > last {
 		fmt.Fprintf(os.Stderr, "bench: -identities needs two or more counts, the last at least the one before it plus -burst (%d)\n", o.burst)

@@ -84,14 +84,14 @@ func (b *bench) profileWarmMounts(ctx context.Context, name string, req *v1alpha
 	if b.pprofAddr == "" {
 		return nil
 	}
-	const seconds = 10
+	seconds := max(int(b.o.profileFor/time.Second), 1)
 	done := make(chan error, 2)
 	go func() { done <- b.fetchProfile(ctx, "cpu-"+name, fmt.Sprintf("profile?seconds=%d", seconds), "cpu") }()
 	go func() {
 		done <- b.fetchProfile(ctx, "allocs-"+name, fmt.Sprintf("allocs?seconds=%d", seconds), "alloc_space")
 	}()
 	mounts := 0
-	for end := time.Now().Add(seconds * time.Second); time.Now().Before(end); mounts++ {
+	for end := time.Now().Add(time.Duration(seconds) * time.Second); time.Now().Before(end); mounts++ {
 		if _, err := b.client.Mount(ctx, req); err != nil {
 			return err
 		}

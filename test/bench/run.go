@@ -36,6 +36,7 @@ type options struct {
 	providerEnv   []string
 	keep          bool
 	profile       string
+	profileFor    time.Duration
 	// scenarios are the rows -scenarios chose; nil: all of them.
 	scenarios map[string]bool
 }
