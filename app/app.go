@@ -203,7 +203,7 @@ func readiness(ctx context.Context, proc config.Process, clients *vault.Clients,
 		if err != nil {
 			return nil, err
 		}
-		probe := health.NewVaultProbe(client, proc.VaultHealthInterval, log)
+		probe := health.NewVaultProbe(client.API(), proc.VaultHealthInterval, log)
 		go probe.Run(ctx)
 		probes = append(probes, probe)
 	}

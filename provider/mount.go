@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
@@ -152,7 +151,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 // object. When Vault refuses a read with a cached token and lookup-self
 // shows the token is gone, it is dropped and the reads are retried once with
 // a new login; a token that is still valid is kept (the refusal is policy).
-func (m *Mounter) readWithSession(ctx context.Context, mt *mount, base *api.Client) (map[string]render.Fetched, error) {
+func (m *Mounter) readWithSession(ctx context.Context, mt *mount, base *vault.Conn) (map[string]render.Fetched, error) {
 	login := func(ctx context.Context) (vault.Session, error) {
 		tok, err := m.Tokens.Token(ctx, mt.params.Pod, mt.params.Audience, mt.params.Tokens)
 		if err != nil {

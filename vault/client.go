@@ -22,12 +22,11 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/config"
 )
 
-// Clients hands out one base client (no token) per connection configuration.
-// It is safe for concurrent use; the clients it returns are shared and must
-// not be modified (Clone them to set a token).
+// Clients hands out one Conn per connection configuration. It is safe for
+// concurrent use; the Conns it returns are shared.
 type Clients struct {
 	timeout time.Duration
-	cache   *lru.Cache[string, *api.Client]
+	cache   *lru.Cache[string, *Conn]
 	// Log is told, once per address, of a connection that is not secure
 	// (plain http://, TLS verification off); nil logs nothing.
 	Log *slog.Logger
@@ -45,18 +44,33 @@ const maxConnectionConfigs = 64
 
 // NewClients returns a client cache whose clients give every call timeout.
 func NewClients(timeout time.Duration) *Clients {
-	cache, _ := lru.New[string, *api.Client](maxConnectionConfigs) // only fails for size <= 0
+	cache, _ := lru.New[string, *Conn](maxConnectionConfigs) // only fails for size <= 0
 	return &Clients{timeout: timeout, cache: cache, warned: map[string]bool{}}
 }
 
-// Get returns the base client for cfg. Settings come only from cfg (which
+// Conn is the way to one Vault address with one connection configuration:
+// the Vault API client (no token of its own), and the transport under it,
+// which Do sends a read on directly first.
+type Conn struct {
+	api       *api.Client
+	send      http.RoundTripper // the API client's transport
+	address   url.URL
+	namespace string
+	timeout   time.Duration // of every call, as the API client's
+}
+
+// API is the Vault API client of the connection. It has no token and must
+// not be modified.
+func (c *Conn) API() *api.Client { return c.api }
+
+// Get returns the Conn for cfg. Settings come only from cfg (which
 // already holds the environment layer); the Vault library's own reading of
 // VAULT_TOKEN and VAULT_NAMESPACE is undone.
 //
 // A client is rebuilt when its CA or client certificate files change (their
 // size or modification time), so that rotated certificates are used without
 // a restart.
-func (c *Clients) Get(cfg config.Vault) (*api.Client, error) {
+func (c *Clients) Get(cfg config.Vault) (*Conn, error) {
 	key := cfg.ConnectionKey() + "\x00" + fileStamps(cfg.CACert, cfg.CADirectory, cfg.ClientCert, cfg.ClientKey)
 	if client, ok := c.cache.Get(key); ok {
 		return client, nil
@@ -110,7 +124,7 @@ func (c *Clients) warnInsecure(cfg config.Vault) {
 	}
 }
 
-func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
+func (c *Clients) build(cfg config.Vault) (*Conn, error) {
 	u, err := url.Parse(cfg.Address)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("vault address %q is not a URL such as https://vault:8200", cfg.Address)
@@ -128,7 +142,8 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 		return nil, fmt.Errorf("vault TLS settings (CA %q, CA directory %q, client cert %q): %w", cfg.CACert, cfg.CADirectory, cfg.ClientCert, err)
 	}
 	// After ConfigureTLS, which needs the *http.Transport.
-	apiCfg.HttpClient.Transport = boundedBodies{next: newInlineTransport(apiCfg.HttpClient.Transport.(*http.Transport))}
+	send := boundedBodies{next: newInlineTransport(apiCfg.HttpClient.Transport.(*http.Transport))}
+	apiCfg.HttpClient.Transport = send
 	client, err := api.NewClient(apiCfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", cfg.Address, err)
@@ -142,7 +157,9 @@ func (c *Clients) build(cfg config.Vault) (*api.Client, error) {
 	} else {
 		client.ClearNamespace()
 	}
-	return client, nil
+	// Nor does VAULT_WRAP_TTL: a read is wrapped only when asked (Request.WrapTTL).
+	client.SetWrappingLookupFunc(func(string, string) string { return "" })
+	return &Conn{api: client, send: send, address: *u, namespace: cfg.Namespace, timeout: c.timeout}, nil
 }
 
 // idleConnsPerVault is how many idle connections to one Vault address are

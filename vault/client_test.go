@@ -22,8 +22,9 @@ func TestUndocumentedEnvironmentIsIgnored(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	client, err := NewClients(5 * time.Second).Get(config.Vault{Address: "https://vault.example:8200"})
+	conn, err := NewClients(5 * time.Second).Get(config.Vault{Address: "https://vault.example:8200"})
 	require.NoError(t, err)
+	client := conn.API()
 	assert.Equal(t, "https://vault.example:8200", client.Address(), "VAULT_AGENT_ADDR does not redirect")
 	assert.Empty(t, client.Token())
 	assert.Empty(t, client.Headers().Get("X-Planted"))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"time"
 
 	json "github.com/go-json-experiment/json/v1"
@@ -42,7 +43,7 @@ type Session struct {
 	Serial uint64
 
 	token  string
-	client *api.Client // the connection the session was made on
+	client *Conn // the connection the session was made on
 }
 
 // Token is the session's Vault token.
@@ -50,14 +51,14 @@ func (s Session) Token() string { return s.token }
 
 // On returns the session on base: the same token through base's connection
 // (its CA or client certificate files changed since the login).
-func (s Session) On(base *api.Client) Session {
+func (s Session) On(base *Conn) Session {
 	s.client = base
 	return s
 }
 
 // request is a request to path (without /v1/) with the session's token.
 func (s Session) request(method, path string) *api.Request {
-	r := s.client.NewRequest(method, "/v1/"+path)
+	r := s.client.api.NewRequest(method, "/v1/"+path)
 	r.ClientToken = s.token
 	return r
 }
@@ -73,7 +74,7 @@ func (s Session) call(ctx context.Context, op, method, path string, body map[str
 			return nil, fmt.Errorf("%s %s: %w", op, path, err)
 		}
 	}
-	resp, err := s.client.RawRequestWithContext(expectSmallAnswer(ctx), r) //nolint:staticcheck // the only client call that takes a request with its own token
+	resp, err := s.client.api.RawRequestWithContext(expectSmallAnswer(ctx), r) //nolint:staticcheck // the only client call that takes a request with its own token
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -88,7 +89,7 @@ func (s Session) call(ctx context.Context, op, method, path string, body map[str
 }
 
 // Login logs in with a JWT (kubernetes or jwt auth method) at auth/<mount>/login.
-func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Session, error) {
+func Login(ctx context.Context, base *Conn, mount, role, jwt string) (Session, error) {
 	path := "auth/" + mount + "/login"
 	secret, err := Session{client: base}.call(ctx, "login", http.MethodPost, path, map[string]any{"role": role, "jwt": jwt}, jwt)
 	if err != nil {
@@ -107,20 +108,30 @@ func Login(ctx context.Context, base *api.Client, mount, role, jwt string) (Sess
 }
 
 // Do sends r with the session's token and returns the response body.
+//
+// The request goes first straight to the connection's transport, once.
+// Only when that brings an answer the API client would act on (a redirect
+// to the active node, 412, 429, 5xx) or no answer at all is it sent again
+// through the API client, which follows redirects and retries with back-off.
+// A warm read so skips the client's layers (its request, retry and http.Client
+// wrappers: a tenth of a one-object mount's CPU), and every error keeps the
+// API client's shape.
 func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
-	req := s.request(r.Method, r.Path)
-	if len(r.Query) > 0 {
-		req.Params = r.Query
+	body, err := marshalBody(r)
+	if err != nil {
+		return nil, err
 	}
-	if r.WrapTTL > 0 {
-		req.WrapTTL = fmt.Sprintf("%ds", int(r.WrapTTL/time.Second))
-	}
-	if r.Method != http.MethodGet && r.Body != nil {
-		if err := req.SetJSONBody(r.Body); err != nil {
-			return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
+	ctx, cancel := s.client.withTimeout(ctx)
+	defer cancel()
+	resp, err := s.direct(ctx, r, body)
+	if again(resp, err) && ctx.Err() == nil {
+		if resp != nil {
+			_ = resp.Body.Close()
 		}
+		resp, err = s.viaAPI(ctx, r, body)
+	} else if err == nil && resp.StatusCode >= 400 {
+		err = (&api.Response{Response: resp}).Error()
 	}
-	resp, err := s.client.RawRequestWithContext(ctx, req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -131,20 +142,103 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrEmptyResponse,
 			Detail: "the path answered with no data: check that it is a path that returns a secret"}
 	}
-	body, err := readBody(resp.Body, resp.ContentLength)
+	answer, err := readBody(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, classify(ctx, "read", r.Method, r.Path, resp.StatusCode, err, "")
 	}
-	if len(body) > MaxResponseBytes {
+	if len(answer) > MaxResponseBytes {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrTooLarge,
 			Detail: fmt.Sprintf("the response is over %d bytes", MaxResponseBytes)}
 	}
-	if !json.Valid(body) {
+	if !json.Valid(answer) {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrInvalidRequest,
 			Detail: "the response is not JSON: check vaultAddress points at Vault's API"}
 	}
+	return answer, nil
+}
+
+// marshalBody is r's body as JSON; nil for a GET or no body.
+func marshalBody(r Request) ([]byte, error) {
+	if r.Method == http.MethodGet || r.Body == nil {
+		return nil, nil
+	}
+	body, err := json.Marshal(r.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
+	}
 	return body, nil
 }
+
+// withTimeout bounds a call as the API client bounds each of its own
+// (-vault-timeout), unless ctx already ends sooner.
+func (c *Conn) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); c.timeout <= 0 || ok && time.Until(dl) <= c.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// direct sends r on the connection's transport once, with the headers the
+// API client would set: the token, the namespace and the wrapping TTL.
+func (s Session) direct(ctx context.Context, r Request, body []byte) (*http.Response, error) {
+	u := s.client.address
+	u.Path = path.Join(u.Path, "/v1/"+r.Path)
+	u.RawPath = ""
+	u.RawQuery = r.Query.Encode()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body) // and so GetBody, to send it again on a new connection
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header[api.AuthHeaderName] = []string{s.token}
+	if s.client.namespace != "" {
+		req.Header[api.NamespaceHeaderName] = []string{s.client.namespace}
+	}
+	if r.WrapTTL > 0 {
+		req.Header["X-Vault-Wrap-Ttl"] = []string{wrapTTL(r.WrapTTL)}
+	}
+	return s.client.send.RoundTrip(req)
+}
+
+// viaAPI sends r through the API client, with its redirects and retries.
+func (s Session) viaAPI(ctx context.Context, r Request, body []byte) (*http.Response, error) {
+	req := s.request(r.Method, r.Path)
+	if len(r.Query) > 0 {
+		req.Params = r.Query
+	}
+	if r.WrapTTL > 0 {
+		req.WrapTTL = wrapTTL(r.WrapTTL)
+	}
+	if body != nil {
+		req.Obj, req.BodyBytes = r.Body, body // Obj: encoded again after a redirect
+	}
+	resp, err := s.client.api.RawRequestWithContext(ctx, req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
+	if resp == nil {
+		return nil, err
+	}
+	return resp.Response, err
+}
+
+// again reports whether the API client would have sent a request again
+// (its retry policy, 412 included, and its redirects) after this outcome.
+func again(resp *http.Response, err error) bool {
+	if err != nil {
+		return true
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusMovedPermanently, code == http.StatusFound, code == http.StatusTemporaryRedirect:
+		return true
+	case code == http.StatusPreconditionFailed, code == http.StatusTooManyRequests:
+		return true
+	default:
+		return code >= 500 && code != http.StatusNotImplemented
+	}
+}
+
+func wrapTTL(d time.Duration) string { return fmt.Sprintf("%ds", int(d/time.Second)) }
 
 // readBody reads an answer of up to MaxResponseBytes (and one byte more,
 // to tell a larger one), in one buffer of the size Vault announced.
