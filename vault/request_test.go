@@ -167,3 +167,36 @@ func TestReadFallsBackToTheAPIClient(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// BenchmarkRead is a warm read's CPU on the provider's side and the server's
+// (a recording server in Vault's place, on loopback): straight to the
+// transport as Do sends it, and through the API client as before.
+func BenchmarkRead(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"data":{"data":{"password":"p"}}}`)
+	}))
+	defer srv.Close()
+	conn, err := NewClients(10 * time.Second).Get(config.Vault{Address: srv.URL})
+	require.NoError(b, err)
+	sess := Session{client: conn, token: "hvs.CAESIJ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"}
+	r := Request{Method: http.MethodGet, Path: "secret/data/app"}
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Do(context.Background(), sess, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("api", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := sess.viaAPI(context.Background(), r, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+	})
+}
