@@ -2,10 +2,13 @@ package provider
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,13 +28,8 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
 
-// TestPanicDoesNotStopTheServer: no real input should make the provider
-// panic, so the fault is hand-made — a Mounter missing its Vault clients
-// panics on a nil pointer in the middle of a mount. The mount answers
-// Internal over the real socket and the server keeps serving.
-func TestPanicDoesNotStopTheServer(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := &Server{Log: log, BuildVersion: "test", Mounter: &Mounter{Log: log, Defaults: config.Defaults()}}
+// serve serves srv on a socket of the test's own until the test ends.
+func serve(t *testing.T, srv *Server) (context.Context, string) {
 	socket := filepath.Join(t.TempDir(), "p.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	var ready atomic.Bool
@@ -39,6 +37,17 @@ func TestPanicDoesNotStopTheServer(t *testing.T) {
 	go func() { served <- Serve(ctx, socket, srv, &ready, time.Second) }()
 	t.Cleanup(func() { cancel(); <-served })
 	require.Eventually(t, ready.Load, 5*time.Second, 10*time.Millisecond)
+	return ctx, socket
+}
+
+// TestPanicDoesNotStopTheServer: no real input should make the provider
+// panic, so the fault is hand-made — a Mounter missing its Vault clients
+// panics on a nil pointer in the middle of a mount. The mount answers
+// Internal over the real socket and the server keeps serving.
+func TestPanicDoesNotStopTheServer(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := &Server{Log: log, BuildVersion: "test", Mounter: &Mounter{Log: log, Defaults: config.Defaults()}}
+	ctx, socket := serve(t, srv)
 
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -54,6 +63,68 @@ func TestPanicDoesNotStopTheServer(t *testing.T) {
 	resp, err := client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
 	require.NoError(t, err, "the server still serves after a panic")
 	assert.Equal(t, "test", resp.RuntimeVersion)
+}
+
+// frameCounter counts the HTTP/2 frames, by type, that the server sends on
+// a client's connection (the server sends frames only, no preface).
+type frameCounter struct {
+	net.Conn
+	mu     sync.Mutex
+	buf    []byte
+	byType map[byte]int
+}
+
+func (c *frameCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = append(c.buf, p[:n]...)
+	for len(c.buf) >= 9 { // length (3 bytes), type, flags, stream (4)
+		size := 9 + int(binary.BigEndian.Uint32(append([]byte{0}, c.buf[:3]...)))
+		if len(c.buf) < size {
+			break
+		}
+		c.byType[c.buf[3]]++
+		c.buf = c.buf[size:]
+	}
+	return n, err
+}
+
+func (c *frameCounter) count(frameType byte) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byType[frameType]
+}
+
+// TestRequestsCostNoPingRoundTrip: the server answers a request with its
+// answer only. gRPC's default, estimating the bandwidth of the link, has
+// the server send a window update and a PING after every request's data,
+// which the driver must read and acknowledge: two more wake-ups on each
+// side of every mount, over a socket on the same node.
+func TestRequestsCostNoPingRoundTrip(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := &Server{Log: log, BuildVersion: "test", Mounter: &Mounter{Log: log, Defaults: config.Defaults()}}
+	ctx, socket := serve(t, srv)
+
+	counter := &frameCounter{byType: map[byte]int{}}
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "unix", socket)
+			counter.Conn = c
+			return counter, err
+		}))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	const requests = 200
+	for range requests {
+		_, err := client.Mount(ctx, &v1alpha1.MountRequest{Attributes: `{"objects":"- {objectName: a, secretPath: kv/a}"}`, Secrets: "null", Permission: "420"})
+		require.Equal(t, codes.InvalidArgument, status.Code(err))
+	}
+	const frameHeaders, framePing, frameWindowUpdate = 0x1, 0x6, 0x8
+	assert.Equal(t, requests, counter.count(frameHeaders), "a failed mount's answer is one HEADERS frame")
+	assert.LessOrEqual(t, counter.count(framePing), 2, "PINGs: at most acknowledgements of the client's own")
+	assert.LessOrEqual(t, counter.count(frameWindowUpdate), 2, "window updates")
 }
 
 // TestMountErrorCarriesCode: the response returned with an error names the
