@@ -228,10 +228,9 @@ func again(resp *http.Response, err error) bool {
 	if err != nil {
 		return true
 	}
-	switch code := resp.StatusCode; {
-	case code == http.StatusMovedPermanently, code == http.StatusFound, code == http.StatusTemporaryRedirect:
-		return true
-	case code == http.StatusPreconditionFailed, code == http.StatusTooManyRequests:
+	switch code := resp.StatusCode; code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect,
+		http.StatusPreconditionFailed, http.StatusTooManyRequests:
 		return true
 	default:
 		return code >= 500 && code != http.StatusNotImplemented
