@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
@@ -66,11 +65,20 @@ type Mounter struct {
 
 	templatesOnce sync.Once
 	templates     *templateSlots
+	readersOnce   sync.Once
+	readers       *readers
 }
 
 func (m *Mounter) templateSlots() *templateSlots {
 	m.templatesOnce.Do(func() { m.templates = newTemplateSlots(m.Procs.Max()) })
 	return m.templates
+}
+
+// keptReaders are enough for two mounts reading at once at full
+// ReadConcurrency.
+func (m *Mounter) keptReaders() *readers {
+	m.readersOnce.Do(func() { m.readers = newReaders(2 * max(m.ReadConcurrency, 1)) })
+	return m.readers
 }
 
 // mount holds one mount's resolved inputs.
@@ -278,25 +286,37 @@ func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (m
 			return results, run(ctx, key, task)
 		}
 	}
-	// ReadConcurrency goroutines take the tasks in turn: one goroutine per
-	// task would grow a new stack through a Vault call for each object.
+	// ReadConcurrency readers take the tasks in turn, on goroutines kept
+	// between mounts (keptReaders): one goroutine per task would grow a new
+	// stack through a Vault call for each object. The first error cancels
+	// the other reads.
 	keys := slices.Collect(maps.Keys(tasks))
 	var next atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
 	for range min(max(m.ReadConcurrency, 1), len(keys)) {
-		g.Go(func() error {
+		wg.Add(1)
+		m.keptReaders().Go(func() {
+			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
-				if err := gctx.Err(); err != nil {
-					return err
+				err := gctx.Err()
+				if err == nil {
+					err = run(gctx, keys[i], tasks[keys[i]])
 				}
-				if err := run(gctx, keys[i], tasks[keys[i]]); err != nil {
-					return err
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
 				}
 			}
-			return nil
 		})
 	}
-	return results, g.Wait()
+	wg.Wait()
+	return results, firstErr
 }
 
 // readOnce sends each distinct request of a mount once; later callers get
