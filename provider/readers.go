@@ -35,6 +35,8 @@ func (r *readers) Go(f func()) {
 }
 
 // serve runs f, then whatever it is given, for the life of the process.
+// Waiting, it holds nothing of the last mount, whose answers the closure
+// held (TestReadersKeepNothingOfAMount).
 func (r *readers) serve(f func()) {
 	for {
 		f()

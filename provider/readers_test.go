@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"testing"
@@ -61,4 +62,28 @@ func TestReadersAreKept(t *testing.T) {
 	}
 	assert.Less(t, created()-before, uint64(160), "1,600 reads in 200 mounts: at most a tenth on new goroutines")
 	assert.LessOrEqual(t, r.kept.Load(), int32(8))
+}
+
+// A kept goroutine waiting for the next read holds nothing of the last
+// mount: its Vault answers can be collected.
+func TestReadersKeepNothingOfAMount(t *testing.T) {
+	r := newReaders(1)
+	done := make(chan struct{})
+	freed := make(chan struct{})
+	func() {
+		answer := new([4096]byte) // a mount's Vault answer
+		runtime.AddCleanup(answer, func(struct{}) { close(freed) }, struct{}{})
+		r.Go(func() { answer[0] = 1; close(done) })
+	}()
+	<-done
+	assert.Eventually(t, func() bool {
+		runtime.GC()
+		select {
+		case <-freed:
+			return true
+		default:
+			return false
+		}
+	}, 5*time.Second, 10*time.Millisecond, "the answer was collected while the reader waits")
+	assert.EqualValues(t, 1, r.kept.Load())
 }
