@@ -299,9 +299,10 @@ func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (m
 		errOnce  sync.Once
 		firstErr error
 	)
+	readers := m.keptReaders()
 	for range min(max(m.ReadConcurrency, 1), len(keys)) {
 		wg.Add(1)
-		m.keptReaders().Go(func() {
+		readers.Go(func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
 				err := gctx.Err()

@@ -52,11 +52,9 @@ func NewClients(timeout time.Duration) *Clients {
 // the Vault API client (no token of its own), and the transport under it,
 // which Do sends a read on directly first.
 type Conn struct {
-	api       *api.Client
-	send      http.RoundTripper // the API client's transport
-	address   url.URL
-	namespace string
-	timeout   time.Duration // of every call, as the API client's
+	api     *api.Client
+	send    http.RoundTripper // the API client's transport
+	address url.URL           // the API client's, parsed once
 }
 
 // API is the Vault API client of the connection. It has no token and must
@@ -159,7 +157,7 @@ func (c *Clients) build(cfg config.Vault) (*Conn, error) {
 	}
 	// Nor does VAULT_WRAP_TTL: a read is wrapped only when asked (Request.WrapTTL).
 	client.SetWrappingLookupFunc(func(string, string) string { return "" })
-	return &Conn{api: client, send: send, address: *u, namespace: cfg.Namespace, timeout: c.timeout}, nil
+	return &Conn{api: client, send: send, address: *u}, nil
 }
 
 // idleConnsPerVault is how many idle connections to one Vault address are
