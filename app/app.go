@@ -18,9 +18,6 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
 	"github.com/vaultcsi/vault-csi-provider/health"
-	"github.com/vaultcsi/vault-csi-provider/internal/gcpace"
-	"github.com/vaultcsi/vault-csi-provider/internal/logbuf"
-	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
@@ -58,18 +55,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintf(stdout, "%s %s (%s)\n", provider.RuntimeName, Version, runtime.Version())
 		return err
 	}
-	logs := logbuf.New(stderr, proc.LogFlushInterval)
-	defer func() { _ = logs.Flush() }() // nowhere left to report a failed write
-	log := newLogger(proc, logs)
-	defer gcpace.Start(uint64(proc.GCMinGrowth)).Stop()
-	governor := procs.Start(proc.ProcsFollowMounts)
-	defer governor.Stop()
+	log := newLogger(proc, stderr)
 	log.Info("starting", "version", Version, "vault_addr", proc.Vault.Address, "auth_mount", proc.Vault.AuthMount)
 	srv, m, clients, err := build(ctx, proc, getenv, log)
 	if err != nil {
 		return err
 	}
-	srv.Procs, srv.Mounter.Procs = governor, governor
 	var serving atomic.Bool
 	ready, err := readiness(ctx, proc, clients, &serving, log.With("component", "health"))
 	if err != nil {
@@ -108,6 +99,8 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	m := metrics.New()
 	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
 	sessions.Metrics = m
+	sessions.Tokens = auth.TokenSource{Kube: minter(kubeClient), Fallback: proc.TokenRequestFallback}
+	sessions.Log = log.With("component", "auth")
 	sessions.LimitLogins(proc.LoginConcurrency)
 	var leases *lease.Cache
 	if proc.CacheSize > 0 {
@@ -139,7 +132,6 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 			Defaults:        proc.Vault,
 			Clients:         clients,
 			Sessions:        sessions,
-			Tokens:          auth.TokenSource{Kube: minter(kubeClient), Fallback: proc.TokenRequestFallback},
 			Keys:            keys,
 			Leases:          leases,
 			Metrics:         m,
@@ -279,11 +271,11 @@ func renewInBackground(ctx context.Context, every, timeout time.Duration, sessio
 	}
 }
 
-func newLogger(proc config.Process, w *logbuf.Writer) *slog.Logger {
+func newLogger(proc config.Process, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: proc.LogLevel}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if proc.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(logbuf.Handler(h, w, slog.LevelWarn))
+	return slog.New(h)
 }

@@ -200,14 +200,17 @@ func troubleshootingMounter(vcfg config.Vault, timeout time.Duration, client aut
 	if err != nil {
 		return nil, err
 	}
+	log := slog.New(&stepHandler{w: stdout})
+	sessions := auth.NewSessions(1, timeout)
+	sessions.Tokens = auth.TokenSource{Kube: client, Fallback: true} // the operator's own kubeconfig mints the pod's token
+	sessions.Log = log
 	return &provider.Mounter{
 		Defaults:        vcfg,
 		Clients:         vault.NewClients(timeout),
-		Sessions:        auth.NewSessions(1, timeout),
-		Tokens:          auth.TokenSource{Kube: client, Fallback: true}, // the operator's own kubeconfig mints the pod's token
+		Sessions:        sessions,
 		Keys:            keys,
 		Overrides:       provider.OverridePolicy{Allowed: []string{"*"}}, // the operator's own class
-		Log:             slog.New(&stepHandler{w: stdout}),
+		Log:             log,
 		ReadConcurrency: 1, // one step at a time, in order
 	}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -38,20 +39,21 @@ func (id Identity) Key() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// LoginFunc performs one login.
-type LoginFunc func(ctx context.Context) (vault.Session, error)
+// loginFunc performs one login.
+type loginFunc func(ctx context.Context) (vault.Session, error)
 
 // Sessions caches Vault tokens per Identity.
 //
-// Contract: safe for concurrent use. Get returns a cached token while more
-// than half of its TTL is left. Past that, a renewable token is renewed
+// Contract: safe for concurrent use. Use runs a caller's Vault calls with a
+// session (login.go). A cached token is used while more than half of its
+// TTL is left. Past that, a renewable token is renewed
 // (auth/token/renew-self) and kept if Vault grants at least half its TTL
 // again; a token that cannot be renewed is used until a fifth of its TTL is
-// left. Otherwise Get logs in, and concurrent Gets for one identity share
+// left. Otherwise Use logs in, and concurrent calls for one identity share
 // that one login or renewal. At most size sessions are kept; the least
 // recently used are revoked when the bound pushes them out (with them go the
 // leases they hold: the pod's next mount logs in and reads them anew); size
-// 0 keeps none, so every Get logs in. Forget revokes and drops a token the
+// 0 keeps none, so every Use logs in. Forget revokes and drops a token the
 // provider stops using; RevokePod revokes the tokens of a pod that is gone,
 // and with them every lease they created. With LimitLogins, at most that
 // many logins are in flight at once; the others wait their turn (within
@@ -66,8 +68,11 @@ type Sessions struct {
 	// Renew and Revoke talk to Vault; tests may replace them.
 	Renew  func(context.Context, vault.Session) (time.Duration, error)
 	Revoke func(context.Context, vault.Session) error
-	// Metrics may be nil.
+	// Tokens gives the pod's service-account token for a login.
+	Tokens TokenSource
+	// Metrics and Log may be nil.
 	Metrics *metrics.Metrics
+	Log     *slog.Logger
 }
 
 // cachedSession is immutable: a renewal stores a new one.
@@ -112,7 +117,7 @@ func (s *Sessions) LimitLogins(n int) {
 }
 
 // login runs one login in its turn.
-func (s *Sessions) login(ctx context.Context, login LoginFunc) (vault.Session, error) {
+func (s *Sessions) login(ctx context.Context, login loginFunc) (vault.Session, error) {
 	if s.logins != nil {
 		select {
 		case s.logins <- struct{}{}:
@@ -124,9 +129,9 @@ func (s *Sessions) login(ctx context.Context, login LoginFunc) (vault.Session, e
 	return login(ctx)
 }
 
-// Get returns a usable session for id, renewing or logging in when needed.
+// get returns a usable session for id, renewing or logging in when needed.
 // fresh reports whether this call's result came from a new login.
-func (s *Sessions) Get(ctx context.Context, id Identity, login LoginFunc) (session vault.Session, fresh bool, err error) {
+func (s *Sessions) get(ctx context.Context, id Identity, login loginFunc) (session vault.Session, fresh bool, err error) {
 	key := id.Key()
 	if cs, ok := s.lookup(key); ok && cs.left(s.now()) > 0.5 {
 		s.Metrics.CacheEvent("token", "hit")
@@ -217,7 +222,7 @@ func (s *Sessions) RenewDue(ctx context.Context) {
 		if left := cs.left(s.now()); left > 0.5 || left <= 0 {
 			return
 		}
-		// Its own flight: a Get must never join it and receive its result.
+		// Its own flight: a Use must never join it and receive its result.
 		_, _ = s.cache.Do(ctx, "background\x00"+key, s.LoginTimeout, func(ctx context.Context) (any, error) {
 			return s.renew(ctx, key, cs), nil
 		})
@@ -237,7 +242,7 @@ func (s *Sessions) RevokePod(ctx context.Context, uid string) (int, error) {
 	return len(gone), errors.Join(errs...)
 }
 
-// Forget revokes and drops the session of id, so that the next Get logs in
+// Forget revokes and drops the session of id, so that the next Use logs in
 // again.
 func (s *Sessions) Forget(ctx context.Context, id Identity) {
 	if s.cache == nil {

@@ -46,7 +46,7 @@ func TestSessionsConcurrent(t *testing.T) {
 	for i := range 400 {
 		uid := []string{"a", "b", "c", "d"}[i%4]
 		wg.Go(func() {
-			_, _, err := s.Get(context.Background(), identity(uid), logins[uid].login)
+			_, _, err := s.get(context.Background(), identity(uid), logins[uid].login)
 			assert.NoError(t, err)
 		})
 	}
@@ -88,11 +88,11 @@ func TestSessionsLifecycle(t *testing.T) {
 				return tc.grant, tc.renewErr
 			}
 			c := &counter{ttl: time.Minute, renewable: tc.renewable}
-			_, fresh, err := s.Get(context.Background(), identity("a"), c.login)
+			_, fresh, err := s.get(context.Background(), identity("a"), c.login)
 			require.NoError(t, err)
 			assert.True(t, fresh)
 			clk.Add(tc.after)
-			_, fresh, err = s.Get(context.Background(), identity("a"), c.login)
+			_, fresh, err = s.get(context.Background(), identity("a"), c.login)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantLogins == 2, fresh)
 			assert.Equal(t, tc.wantLogins, c.logins.Load())
@@ -120,7 +120,7 @@ func TestRevokePod(t *testing.T) {
 	other := identity("a")
 	other.Role = "other-role"
 	for _, id := range []Identity{identity("a"), other, identity("b")} {
-		_, _, err := s.Get(context.Background(), id, c.login)
+		_, _, err := s.get(context.Background(), id, c.login)
 		require.NoError(t, err)
 	}
 	n, err := s.RevokePod(context.Background(), "a")
@@ -140,9 +140,9 @@ func TestSessionsRenewDue(t *testing.T) {
 	var renews atomic.Int32
 	s.Renew = func(context.Context, vault.Session) (time.Duration, error) { renews.Add(1); return time.Minute, nil }
 	renewable, fixed := &counter{ttl: time.Minute, renewable: true}, &counter{ttl: time.Minute}
-	_, _, err := s.Get(context.Background(), identity("a"), renewable.login)
+	_, _, err := s.get(context.Background(), identity("a"), renewable.login)
 	require.NoError(t, err)
-	_, _, err = s.Get(context.Background(), identity("b"), fixed.login)
+	_, _, err = s.get(context.Background(), identity("b"), fixed.login)
 	require.NoError(t, err)
 
 	s.RenewDue(context.Background())
@@ -151,7 +151,7 @@ func TestSessionsRenewDue(t *testing.T) {
 	s.RenewDue(context.Background())
 	assert.Equal(t, int32(1), renews.Load(), "only the renewable token")
 	clk.Add(40 * time.Second) // 80s: alive only thanks to the renewal
-	_, fresh, err := s.Get(context.Background(), identity("a"), renewable.login)
+	_, fresh, err := s.get(context.Background(), identity("a"), renewable.login)
 	require.NoError(t, err)
 	assert.False(t, fresh)
 	assert.Equal(t, int32(1), renewable.logins.Load()+fixed.logins.Load()-1, "no login in the background")
@@ -165,7 +165,7 @@ func TestEvictedTokensAreRevoked(t *testing.T) {
 	s.Revoke = func(_ context.Context, sess vault.Session) error { revoked <- sess.Accessor; return nil }
 	c := &counter{ttl: time.Hour}
 	for _, uid := range []string{"a", "b", "c"} {
-		_, _, err := s.Get(context.Background(), identity(uid), c.login)
+		_, _, err := s.get(context.Background(), identity(uid), c.login)
 		require.NoError(t, err)
 	}
 	select {
@@ -175,7 +175,7 @@ func TestEvictedTokensAreRevoked(t *testing.T) {
 		t.Fatal("the evicted token was not revoked")
 	}
 	assert.Equal(t, 2, s.Len())
-	_, fresh, err := s.Get(context.Background(), identity("c"), c.login)
+	_, fresh, err := s.get(context.Background(), identity("c"), c.login)
 	require.NoError(t, err)
 	assert.False(t, fresh)
 }
@@ -198,7 +198,7 @@ func TestLoginsAreBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 60 {
 		wg.Go(func() {
-			_, fresh, err := s.Get(context.Background(), identity(fmt.Sprint(i)), login)
+			_, fresh, err := s.get(context.Background(), identity(fmt.Sprint(i)), login)
 			assert.NoError(t, err)
 			assert.True(t, fresh)
 		})
@@ -211,13 +211,13 @@ func TestLoginsAreBounded(t *testing.T) {
 	blocked.LimitLogins(1)
 	release := make(chan struct{})
 	go func() {
-		_, _, _ = blocked.Get(context.Background(), identity("slow"), func(context.Context) (vault.Session, error) {
+		_, _, _ = blocked.get(context.Background(), identity("slow"), func(context.Context) (vault.Session, error) {
 			<-release
 			return vault.Session{TTL: time.Hour}, nil
 		})
 	}()
 	time.Sleep(10 * time.Millisecond)
-	_, _, err := blocked.Get(context.Background(), identity("waiting"), login)
+	_, _, err := blocked.get(context.Background(), identity("waiting"), login)
 	close(release)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "-login-concurrency=1")

@@ -11,7 +11,8 @@ import (
 	"log/slog"
 	"time"
 
-	json "github.com/go-json-experiment/json/v1"
+	"encoding/json"
+
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"

@@ -82,7 +82,6 @@ func TestParseFlags(t *testing.T) {
 				assert.Equal(t, DefaultHMACSecretName, p.HMACSecretName)
 				assert.Equal(t, slog.LevelInfo, p.LogLevel)
 				assert.Equal(t, 20*time.Second, p.VaultTimeout)
-				assert.Equal(t, 100*time.Millisecond, p.LogFlushInterval)
 			},
 		},
 		{
@@ -107,18 +106,13 @@ func TestParseFlags(t *testing.T) {
 		},
 		{
 			name:    "every bad flag is reported at once",
-			args:    []string{"-log-level=loud", "-log-format=xml", "-log-flush-interval=-1s", "-cache-size=-1", "-vault-tls-skip-verify=maybe"},
-			wantErr: []string{"-log-level", "-log-format", "-log-flush-interval", "-cache-size", "-vault-tls-skip-verify"},
+			args:    []string{"-log-level=loud", "-log-format=xml", "-cache-size=-1", "-vault-tls-skip-verify=maybe"},
+			wantErr: []string{"-log-level", "-log-format", "-cache-size", "-vault-tls-skip-verify"},
 		},
 		{
 			name:    "bad VAULT_SKIP_VERIFY names the variable",
 			env:     map[string]string{EnvSkipVerify: "yes please"},
 			wantErr: []string{EnvSkipVerify},
-		},
-		{
-			name:  "log lines written as they come",
-			args:  []string{"-log-flush-interval=0"},
-			check: func(t *testing.T, p Process) { assert.Zero(t, p.LogFlushInterval) },
 		},
 		{
 			name:    "vault timeout past the kubelet's budget",

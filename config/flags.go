@@ -19,9 +19,6 @@ type Process struct {
 	MetricsAddr string
 	LogLevel    slog.Level
 	LogFormat   string
-	// LogFlushInterval is how long info lines may wait to be written
-	// together (-log-flush-interval).
-	LogFlushInterval time.Duration
 	HMACSecretName   string
 	CacheSize        int
 	Kubeconfig       string
@@ -54,12 +51,6 @@ type Process struct {
 	MountMaxBytes int64
 	// LeaseCacheMaxBytes bounds the leased answers kept for reuse.
 	LeaseCacheMaxBytes int64
-	// GCMinGrowth is how much the heap may grow between garbage
-	// collections at least (gcpace); 0 leaves GOGC alone.
-	GCMinGrowth int64
-	// ProcsFollowMounts runs the process on one processor while it serves
-	// one mount at a time (package procs).
-	ProcsFollowMounts bool
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -80,9 +71,7 @@ const (
 	DefaultMaxObjects        = 256 // spc.DefaultMaxObjects; config imports no provider package
 	DefaultMountMaxBytes     = 16 << 20
 	DefaultLeaseCacheBytes   = 16 << 20
-	DefaultGCMinGrowth       = 4 << 20
 	DefaultLeaseMinRemaining = 0.33
-	DefaultLogFlushInterval  = 100 * time.Millisecond
 )
 
 // Parse reads the process flags. getenv supplies the VAULT_* fallbacks and
@@ -139,7 +128,6 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&p.HealthAddr, "health-addr", DefaultHealthAddr, "address of the HTTP listener serving /health/ready and /health/live; empty disables it")
 	fs.StringVar(&p.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "address of the HTTP listener serving Prometheus metrics on /metrics; empty disables it")
 	fs.StringVar(&p.LogFormat, "log-format", "text", "log format: text or json")
-	fs.DurationVar(&p.LogFlushInterval, "log-flush-interval", DefaultLogFlushInterval, "how long info and debug log lines may wait to be written together, in one write; a warning or an error writes them at once; 0 writes every line as it comes")
 	fs.StringVar(&p.HMACSecretName, "hmac-secret-name", DefaultHMACSecretName, "Kubernetes Secret, in the provider's namespace, holding the key for object versions (created if missing)")
 	fs.IntVar(&p.CacheSize, "cache-size", DefaultCacheSize, "maximum number of Vault tokens kept in memory, one per pod identity; 0 logs in on every mount")
 	fs.StringVar(&p.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig to use when running outside a cluster (default: $KUBECONFIG, else in-cluster config)")
@@ -151,11 +139,9 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&p.ReadConcurrency, "read-concurrency", DefaultReadConcurrency, "Vault reads one mount makes in parallel")
 	fs.IntVar(&p.LoginConcurrency, "login-concurrency", DefaultLoginConcurrency, "Vault logins in flight at once, all pods together (each is a TokenReview for Vault too): a burst of new pods or a provider restart queues its logins instead of storming Vault and the apiserver")
 	fs.IntVar(&p.MountConcurrency, "mount-concurrency", DefaultMountConcurrency, "mounts served at once, all pods together; the driver's further calls wait on its side for a turn (HTTP/2 streams), so a burst of pods costs the provider at most this many mounts' memory")
-	p.MountMaxBytes, p.LeaseCacheMaxBytes, p.GCMinGrowth = DefaultMountMaxBytes, DefaultLeaseCacheBytes, DefaultGCMinGrowth
+	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
-	fs.Func("gc-min-growth", "the heap may grow by at least this much between garbage collections, e.g. 4Mi (default 4Mi): while the live heap is small, GOGC is raised so that mounts do not run beside a collection every few dozen mounts; a heap past it grows by GOGC as usual; 0 leaves GOGC alone", byteSize(&p.GCMinGrowth))
-	fs.BoolVar(&p.ProcsFollowMounts, "procs-follow-mounts", true, "run on one processor (GOMAXPROCS 1) while serving one mount at a time, and on all of them from the second mount at once until a second without: on an idle node each mount's goroutine handoffs then stay on one thread instead of waking another (a third of a mount's CPU on 2 cores); ignored when GOMAXPROCS is set")
 	fs.BoolVar(&p.TokenRequestFallback, "token-request-fallback", false, "when the driver sent no token for a class's audience, mint one with the TokenRequest API (needs create on serviceaccounts/token for every service account); off, such a mount fails and says to add the audience to the CSIDriver's tokenRequests")
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
@@ -211,7 +197,6 @@ func (p *Process) validate() []error {
 	}
 	p.LogFormat = strings.ToLower(p.LogFormat)
 	bad(p.LogFormat != "text" && p.LogFormat != "json", "-log-format: %q is not a format: use text or json", p.LogFormat)
-	bad(p.LogFlushInterval < 0 || p.LogFlushInterval > 10*time.Second, "-log-flush-interval: %s is out of range: use 0 (every line as it comes) up to 10s", p.LogFlushInterval)
 	bad(p.CacheSize < 0, "-cache-size: %d is negative: use 0 to turn the cache off", p.CacheSize)
 	bad(p.VaultTimeout <= 0 || p.VaultTimeout > 90*time.Second, "-vault-timeout: %s is out of range: use a duration above 0 and at most 90s (the kubelet gives a mount 2 minutes)", p.VaultTimeout)
 	bad(p.RenewInterval < 0, "-renew-interval: %s: use 0 (off) or a positive duration", p.RenewInterval)
@@ -221,7 +206,6 @@ func (p *Process) validate() []error {
 	bad(p.MountConcurrency < 1 || p.MountConcurrency > 10_000, "-mount-concurrency: %d: use 1 to 10000", p.MountConcurrency)
 	bad(p.MountMaxBytes < 1<<20, "-mount-max-bytes: %d: use 1Mi or more", p.MountMaxBytes)
 	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
-	bad(p.GCMinGrowth < 0 || p.GCMinGrowth > 1<<30, "-gc-min-growth: %d: use 0 (off) to 1Gi", p.GCMinGrowth)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
 	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)
 	bad(p.Endpoint == "", "-endpoint: empty: give the socket path, e.g. %s", DefaultEndpoint)

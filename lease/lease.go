@@ -73,11 +73,14 @@ func plainlyUnleased(body []byte) bool {
 	return bytes.HasPrefix(rest, []byte(`""`)) && !bytes.Contains(body, []byte(`"serial_number"`))
 }
 
-// RenewFunc extends a lease and returns the TTL Vault granted.
-type RenewFunc func(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error)
-
-// ReadFunc reads the secret afresh.
-type ReadFunc func(ctx context.Context) ([]byte, error)
+// Source is where a kept answer comes from: one request of a mount, with
+// that mount's Vault token.
+type Source interface {
+	// Read sends the request afresh.
+	Read(ctx context.Context) ([]byte, error)
+	// RenewLease extends a lease and returns the TTL Vault granted.
+	RenewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error)
+}
 
 // Outcome says how Get answered, for logs and tests.
 type Outcome string
@@ -120,7 +123,7 @@ const staticCallsKept = 1024
 // entry is immutable: a renewal or a new Get stores a new one.
 type entry struct {
 	pod     string
-	renew   RenewFunc // from the latest Get, with that mount's token
+	src     Source // from the latest Get, with that mount's token
 	body    []byte
 	info    Info // TTL is the lease's first TTL: the reference for MinRemaining
 	expires time.Time
@@ -148,17 +151,17 @@ func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 // Get returns the response for key (which must identify the pod, its Vault
 // identity and the request; call identifies the request alone), reusing,
 // renewing or reading it.
-func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc, read ReadFunc) ([]byte, Outcome, error) {
+func (c *Cache) Get(ctx context.Context, pod, key, call string, src Source) ([]byte, Outcome, error) {
 	if e, ok := c.fresh(key); ok {
 		return e.body, Reused, nil
 	}
 	if _, static := c.static.Get(call); static {
-		body, err := read(ctx)
+		body, err := src.Read(ctx)
 		if err != nil {
 			return nil, "", err
 		}
 		if info := Parse(body, c.now()); info.Leased() { // it has a lease now: keep it
-			c.keep(pod, key, call, renew, body, info)
+			c.keep(pod, key, call, src, body, info)
 		}
 		return body, Read, nil
 	}
@@ -171,17 +174,17 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc,
 			return result{e.body, Reused}, nil
 		}
 		if e, ok := c.cache.Get(key); ok && e.info.Renewable {
-			e.renew = renew
+			e.src = src
 			c.cache.Replace(key, e, e.expires)
-			if c.extend(ctx, key, e, renew) {
+			if c.extend(ctx, key, e) {
 				return result{e.body, Renewed}, nil
 			}
 		}
-		body, err := read(ctx)
+		body, err := src.Read(ctx)
 		if err != nil {
 			return nil, err
 		}
-		c.keep(pod, key, call, renew, body, Parse(body, c.now()))
+		c.keep(pod, key, call, src, body, Parse(body, c.now()))
 		return result{body, Read}, nil
 	})
 	if err != nil {
@@ -193,14 +196,14 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, renew RenewFunc,
 
 // keep stores a leased response (info is its lease), or remembers that call
 // answers without one.
-func (c *Cache) keep(pod, key, call string, renew RenewFunc, body []byte, info Info) {
+func (c *Cache) keep(pod, key, call string, src Source, body []byte, info Info) {
 	if !info.Leased() {
 		c.Forget(key)
 		c.static.Add(call, struct{}{}, time.Time{})
 		return
 	}
 	c.static.Remove(call)
-	e := entry{pod: pod, renew: renew, body: body, info: info, expires: c.now().Add(info.TTL)}
+	e := entry{pod: pod, src: src, body: body, info: info, expires: c.now().Add(info.TTL)}
 	c.cache.Remove(key) // replaced, not evicted
 	c.cache.Add(key, e, e.expires)
 }
@@ -210,8 +213,8 @@ func (c *Cache) keep(pod, key, call string, renew RenewFunc, body []byte, info I
 const loadTimeout = 90 * time.Second
 
 // extend renews e's lease and reports whether it is above MinRemaining again.
-func (c *Cache) extend(ctx context.Context, key string, e entry, renew RenewFunc) bool {
-	ttl, err := renew(ctx, e.info.LeaseID, e.info.TTL)
+func (c *Cache) extend(ctx context.Context, key string, e entry) bool {
+	ttl, err := e.src.RenewLease(ctx, e.info.LeaseID, e.info.TTL)
 	if err != nil || float64(ttl) <= c.MinRemaining*float64(e.info.TTL) {
 		return false
 	}
@@ -226,7 +229,7 @@ func (c *Cache) extend(ctx context.Context, key string, e entry, renew RenewFunc
 // enough is left as it is: the next mount reads the secret anew.
 func (c *Cache) RenewDue(ctx context.Context) {
 	c.cache.Each(func(key string, e entry, _ time.Time) {
-		if !e.info.Renewable || e.renew == nil {
+		if !e.info.Renewable || e.src == nil {
 			return
 		}
 		if left := e.expires.Sub(c.now()); left <= 0 || left > e.info.TTL/2 {
@@ -234,7 +237,7 @@ func (c *Cache) RenewDue(ctx context.Context) {
 		}
 		// Its own flight: a Get must never join it and receive its result.
 		_, _ = c.cache.Do(ctx, "background\x00"+key, loadTimeout, func(ctx context.Context) (any, error) {
-			if c.extend(ctx, key, e, e.renew) {
+			if c.extend(ctx, key, e) {
 				c.Metrics.CacheEvent("lease", "renewal")
 			}
 			return nil, nil

@@ -6,20 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
-	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/render"
@@ -38,7 +37,6 @@ type Mounter struct {
 	Defaults config.Vault // environment and flag layers
 	Clients  *vault.Clients
 	Sessions *auth.Sessions
-	Tokens   auth.TokenSource
 	Keys     KeySource
 	// Leases keeps leased responses per pod and object; nil reads every time.
 	Leases *lease.Cache
@@ -57,28 +55,17 @@ type Mounter struct {
 	// MountMaxBytes bounds the Vault answers one mount holds together
 	// (-mount-max-bytes); zero is DefaultMountMaxBytes.
 	MountMaxBytes int64
-	// Procs says how many processors the provider runs on when busy (a nil
-	// one reads GOMAXPROCS); half of them run templates.
-	Procs *procs.Governor
 
 	kv KVPaths
 
 	templatesOnce sync.Once
 	templates     *templateSlots
-	readersOnce   sync.Once
-	readers       *readers
 }
 
+// templateSlots are half the processors the provider may run on (GOMAXPROCS).
 func (m *Mounter) templateSlots() *templateSlots {
-	m.templatesOnce.Do(func() { m.templates = newTemplateSlots(m.Procs.Max()) })
+	m.templatesOnce.Do(func() { m.templates = newTemplateSlots(runtime.GOMAXPROCS(0)) })
 	return m.templates
-}
-
-// keptReaders are enough for two mounts reading at once at full
-// ReadConcurrency.
-func (m *Mounter) keptReaders() *readers {
-	m.readersOnce.Do(func() { m.readers = newReaders(2 * max(m.ReadConcurrency, 1)) })
-	return m.readers
 }
 
 // mount holds one mount's resolved inputs.
@@ -155,46 +142,17 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 	return nil, err2
 }
 
-// readWithSession logs in (or reuses the cached token) and reads every
-// object. When Vault refuses a read with a cached token and lookup-self
-// shows the token is gone, it is dropped and the reads are retried once with
-// a new login; a token that is still valid is kept (the refusal is policy).
+// readWithSession reads every object with the pod's Vault session (auth
+// logs in, or reuses the cached token, and logs in again when Vault no
+// longer knows it).
 func (m *Mounter) readWithSession(ctx context.Context, mt *mount, base *vault.Conn) (map[string]render.Fetched, error) {
-	login := func(ctx context.Context) (vault.Session, error) {
-		tok, err := m.Tokens.Token(ctx, mt.params.Pod, mt.params.Audience, mt.params.Tokens)
-		if err != nil {
-			return vault.Session{}, fmt.Errorf("pod %s: %w", mt.params.Pod, err)
-		}
-		sess, err := vault.Login(ctx, base, mt.cfg.AuthMount, mt.params.Role, tok.Value)
-		m.Metrics.VaultRequest("login", vault.StatusClass(err))
-		if err != nil {
-			return vault.Session{}, explainLogin(err, mt)
-		}
-		mt.log.Debug("logged in to vault", "mount", mt.cfg.AuthMount, "ttl", sess.TTL)
-		return sess, nil
-	}
-	sess, fresh, err := m.Sessions.Get(ctx, mt.id, login)
-	if err != nil {
-		return nil, err
-	}
-	sess = sess.On(base) // rotated CA or client certificate files
-	bodies, err := m.readAll(ctx, mt, sess)
-	if err == nil || fresh || !vault.IsPermissionDenied(err) {
-		return bodies, err
-	}
-	// A 403 with a cached token: a policy refusing the path (the token is
-	// fine: no new login), or a token Vault no longer knows (log in again).
-	lookupErr := vault.LookupSelf(ctx, sess)
-	m.Metrics.VaultRequest("token_lookup", vault.StatusClass(lookupErr))
-	if !vault.IsPermissionDenied(lookupErr) {
-		return nil, err
-	}
-	mt.log.Info("vault refused the cached token; logging in again", "reason", "lookup-self: the token is gone")
-	m.Sessions.Forget(ctx, mt.id)
-	if sess, _, err = m.Sessions.Get(ctx, mt.id, login); err != nil {
-		return nil, err
-	}
-	return m.readAll(ctx, mt, sess)
+	var bodies map[string]render.Fetched
+	err := m.Sessions.Use(ctx, mt.id, auth.Login{Conn: base, Tokens: mt.params.Tokens}, func(sess vault.Session) error {
+		var err error
+		bodies, err = m.readAll(ctx, mt, sess)
+		return err
+	})
+	return bodies, err
 }
 
 // fetchKey is equal for objects that need the same Vault calls.
@@ -226,8 +184,45 @@ func (m *Mounter) templateLimits() render.Limits {
 }
 
 // readAll makes each object's Vault calls, in parallel up to
-// ReadConcurrency; a request several objects or templates make is sent once.
+// ReadConcurrency; a request several objects or templates make is sent
+// once. The first error cancels the other reads.
 func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (map[string]render.Fetched, error) {
+	tasks := m.tasks(mt, sess)
+	var mu sync.Mutex
+	results := make(map[string]render.Fetched, len(tasks))
+	run := func(ctx context.Context, key string, task fetch) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w (%T) while reading the objects", cache.ErrPanicked, r)
+			}
+		}()
+		f, err := task(ctx)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		results[key] = f
+		mu.Unlock()
+		return nil
+	}
+	if len(tasks) == 1 { // nothing to run in parallel
+		for key, task := range tasks {
+			return results, run(ctx, key, task)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(m.ReadConcurrency, 1))
+	for key, task := range tasks {
+		g.Go(func() error { return run(gctx, key, task) })
+	}
+	return results, g.Wait()
+}
+
+// fetch makes what one object needs.
+type fetch func(context.Context) (render.Fetched, error)
+
+// tasks are the mount's distinct fetches, by fetchKey.
+func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
 	var held atomic.Int64 // bytes of the answers read so far
 	limit := m.mountMaxBytes()
 	once := newReadOnce(func(ctx context.Context, key string, c spc.Call) ([]byte, error) {
@@ -241,7 +236,7 @@ func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (m
 		}
 		return body, nil
 	})
-	tasks := map[string]func(context.Context) (render.Fetched, error){}
+	tasks := map[string]fetch{}
 	budget := render.NewBudget(m.templateLimits())
 	for _, o := range mt.params.Objects {
 		switch {
@@ -264,60 +259,7 @@ func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (m
 			}
 		}
 	}
-	var mu sync.Mutex
-	results := make(map[string]render.Fetched, len(tasks))
-	run := func(ctx context.Context, key string, task func(context.Context) (render.Fetched, error)) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("%w (%T) while reading the objects", cache.ErrPanicked, r)
-			}
-		}()
-		f, err := task(ctx)
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		results[key] = f
-		mu.Unlock()
-		return nil
-	}
-	if len(tasks) == 1 { // nothing to run in parallel: no goroutine to start and wait for
-		for key, task := range tasks {
-			return results, run(ctx, key, task)
-		}
-	}
-	// ReadConcurrency readers take the tasks in turn, on goroutines kept
-	// between mounts (keptReaders): one goroutine per task would grow a new
-	// stack through a Vault call for each object. The first error cancels
-	// the other reads.
-	keys := slices.Collect(maps.Keys(tasks))
-	var next atomic.Int64
-	gctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	readers := m.keptReaders()
-	for range min(max(m.ReadConcurrency, 1), len(keys)) {
-		wg.Add(1)
-		readers.Go(func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
-				err := gctx.Err()
-				if err == nil {
-					err = run(gctx, keys[i], tasks[keys[i]])
-				}
-				if err != nil {
-					errOnce.Do(func() { firstErr = err; cancel() })
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return results, firstErr
+	return tasks
 }
 
 // readOnce sends each distinct request of a mount once; later callers get
@@ -394,31 +336,43 @@ func (m *Mounter) read(ctx context.Context, mt *mount, sess vault.Session, key s
 			m.Metrics.VaultRequest("mount_lookup", vault.StatusClass(err))
 		})
 	}
-	readNow := func(ctx context.Context) ([]byte, error) {
-		start := time.Now()
-		body, err := vault.Do(ctx, sess, r)
-		m.Metrics.VaultRequest("read", vault.StatusClass(err))
-		mt.log.Debug("vault call", "method", r.Method, "path", r.Path, "status", vault.StatusClass(err),
-			"bytes", len(body), "took", time.Since(start).Round(time.Millisecond))
-		return body, err
-	}
+	src := source{m: m, mt: mt, sess: sess, r: r}
 	if m.Leases == nil {
-		return readNow(ctx)
-	}
-	renew := func(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
-		ttl, err := vault.RenewLease(ctx, sess, leaseID, increment)
-		m.Metrics.VaultRequest("lease_renew", vault.StatusClass(err))
-		return ttl, err
+		return src.Read(ctx)
 	}
 	// A lease is the token's: Vault revokes it with the token, so a new
 	// login (serial) reads anew.
 	leaseKey := mt.idKey + " " + strconv.FormatUint(sess.Serial, 10) + " " + key
-	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, leaseKey, key, renew, readNow)
+	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, leaseKey, key, src)
 	if err == nil {
 		mt.log.Debug("vault answer", "method", r.Method, "path", r.Path, "from", outcome)
 		m.Metrics.CacheEvent("lease", leaseEvents[outcome])
 	}
 	return body, err
+}
+
+// source is one request of a mount with its session: what the lease cache
+// reads and renews with.
+type source struct {
+	m    *Mounter
+	mt   *mount
+	sess vault.Session
+	r    vault.Request
+}
+
+func (s source) Read(ctx context.Context) ([]byte, error) {
+	start := time.Now()
+	body, err := vault.Do(ctx, s.sess, s.r)
+	s.m.Metrics.VaultRequest("read", vault.StatusClass(err))
+	s.mt.log.Debug("vault call", "method", s.r.Method, "path", s.r.Path, "status", vault.StatusClass(err),
+		"bytes", len(body), "took", time.Since(start).Round(time.Millisecond))
+	return body, err
+}
+
+func (s source) RenewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
+	ttl, err := vault.RenewLease(ctx, s.sess, leaseID, increment)
+	s.m.Metrics.VaultRequest("lease_renew", vault.StatusClass(err))
+	return ttl, err
 }
 
 // leaseEvents are the cache_events_total events of the lease cache's outcomes.

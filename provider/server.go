@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -18,7 +19,6 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/cache"
-	"github.com/vaultcsi/vault-csi-provider/internal/procs"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
@@ -45,8 +45,6 @@ type Server struct {
 	// burst of pods costs the provider no more memory than this many mounts.
 	// 0: no bound.
 	MountConcurrency int
-	// Procs is told of every mount in flight (package procs); nil is fine.
-	Procs *procs.Governor
 }
 
 // Version answers the driver's handshake.
@@ -60,7 +58,6 @@ func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.V
 // carries the same code in error.code for in-process callers; over gRPC only
 // the status travels.
 func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
-	defer s.Procs.Begin()()
 	if s.MountTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.MountTimeout)
@@ -132,7 +129,7 @@ func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool
 		// a new goroutine grows its stack through the request's decoding
 		// and Vault call, copying it several times, about 6 % of a warm
 		// mount's CPU.
-		grpc.NumStreamWorkers(uint32(srv.Procs.Max())),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		// Fixed flow-control windows. With the default (grown by estimating
 		// the link's bandwidth-delay product) the server answers every
 		// request's data with a window update and a PING, which the driver

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -147,7 +148,7 @@ func TestCode(t *testing.T) {
 		want codes.Code
 	}{
 		{name: "parameters", err: spc.ErrInvalidParameters, want: codes.InvalidArgument},
-		{name: "login denied", err: withKind(ErrLoginDenied, &vault.Error{Kind: vault.ErrInvalidRequest}), want: codes.PermissionDenied},
+		{name: "login denied", err: errors.Join(auth.ErrLoginDenied, &vault.Error{Kind: vault.ErrInvalidRequest}), want: codes.PermissionDenied},
 		{name: "read denied", err: &vault.Error{Kind: vault.ErrPermissionDenied}, want: codes.PermissionDenied},
 		{name: "token request forbidden", err: auth.ErrTokenRequestForbidden, want: codes.PermissionDenied},
 		{name: "vault down", err: &vault.Error{Kind: vault.ErrUnavailable}, want: codes.Unavailable},

@@ -2,6 +2,8 @@ package vault
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -65,4 +67,41 @@ func TestBodiesAreBounded(t *testing.T) {
 			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "read at most its bound, not 256 MiB")
 		})
 	}
+}
+
+// A server in place of Vault that answers with one endless header (a real
+// Vault cannot be made to): the read fails once MaxHeaderBytes are read,
+// having held no more than that.
+func TestHeadersAreBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = c.Read(make([]byte, 4096))
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Endless: ")
+				chunk := []byte(strings.Repeat("a", 64<<10))
+				for sent := 0; sent < 256<<20; sent += len(chunk) {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	base, err := NewClients(20 * time.Second).Get(config.Vault{Address: "http://" + ln.Addr().String()})
+	require.NoError(t, err)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = Do(context.Background(), Session{client: base, token: "t"}, Request{Method: http.MethodGet, Path: "secret/data/app"})
+	runtime.ReadMemStats(&after)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "header")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "read at most the header bound, not 256 MiB")
 }

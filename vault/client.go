@@ -49,12 +49,9 @@ func NewClients(timeout time.Duration) *Clients {
 }
 
 // Conn is the way to one Vault address with one connection configuration:
-// the Vault API client (no token of its own), and the transport under it,
-// which Do sends a read on directly first.
+// the Vault API client, with no token of its own.
 type Conn struct {
-	api     *api.Client
-	send    http.RoundTripper // the API client's transport
-	address url.URL           // the API client's, parsed once
+	api *api.Client
 }
 
 // API is the Vault API client of the connection. It has no token and must
@@ -123,8 +120,7 @@ func (c *Clients) warnInsecure(cfg config.Vault) {
 }
 
 func (c *Clients) build(cfg config.Vault) (*Conn, error) {
-	u, err := url.Parse(cfg.Address)
-	if err != nil || u.Host == "" {
+	if u, err := url.Parse(cfg.Address); err != nil || u.Host == "" {
 		return nil, fmt.Errorf("vault address %q is not a URL such as https://vault:8200", cfg.Address)
 	}
 	apiCfg := clientConfig(cfg.Address, c.timeout)
@@ -140,15 +136,16 @@ func (c *Clients) build(cfg config.Vault) (*Conn, error) {
 		return nil, fmt.Errorf("vault TLS settings (CA %q, CA directory %q, client cert %q): %w", cfg.CACert, cfg.CADirectory, cfg.ClientCert, err)
 	}
 	// After ConfigureTLS, which needs the *http.Transport.
-	send := boundedBodies{next: newInlineTransport(apiCfg.HttpClient.Transport.(*http.Transport))}
-	apiCfg.HttpClient.Transport = send
+	apiCfg.HttpClient.Transport = boundedBodies{next: apiCfg.HttpClient.Transport}
 	client, err := api.NewClient(apiCfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", cfg.Address, err)
 	}
 	// NewClient takes VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS from the
-	// process environment: none of them applies to a pod's mount.
-	client.SetHeaders(http.Header{})
+	// process environment: none of them applies to a pod's mount. Only the
+	// header the client sets itself stays: X-Vault-Request, which a Vault
+	// Agent or Proxy with require_request_header demands.
+	client.SetHeaders(http.Header{api.RequestHeaderName: []string{"true"}})
 	client.ClearToken()
 	if cfg.Namespace != "" {
 		client.SetNamespace(cfg.Namespace)
@@ -157,8 +154,12 @@ func (c *Clients) build(cfg config.Vault) (*Conn, error) {
 	}
 	// Nor does VAULT_WRAP_TTL: a read is wrapped only when asked (Request.WrapTTL).
 	client.SetWrappingLookupFunc(func(string, string) string { return "" })
-	return &Conn{api: client, send: send, address: *u}, nil
+	return &Conn{api: client}, nil
 }
+
+// MaxHeaderBytes bounds the response headers read of one answer (net/http's
+// own default is 1 MiB; Vault's headers are a few hundred bytes).
+const MaxHeaderBytes = 64 << 10
 
 // idleConnsPerVault is how many idle connections to one Vault address are
 // kept for reuse.
@@ -179,6 +180,7 @@ func clientConfig(address string, timeout time.Duration) *api.Config {
 	// parallel reads (-read-concurrency, 8), or every mount dials (and
 	// shakes hands) anew for all but GOMAXPROCS+1 of them.
 	transport.MaxIdleConnsPerHost = idleConnsPerVault
+	transport.MaxResponseHeaderBytes = MaxHeaderBytes
 	return &api.Config{
 		Address: address,
 		HttpClient: &http.Client{

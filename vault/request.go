@@ -3,15 +3,14 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"time"
 
-	json "github.com/go-json-experiment/json/v1"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -107,31 +106,23 @@ func Login(ctx context.Context, base *Conn, mount, role, jwt string) (Session, e
 	}, nil
 }
 
-// Do sends r with the session's token and returns the response body.
-//
-// The request goes first straight to the connection's transport, once.
-// Only when that brings an answer the API client would act on (a redirect
-// to the active node, 412, 429, 5xx) or no answer at all is it sent again
-// through the API client, which follows redirects and retries with back-off.
-// A warm read so skips the client's layers (its request, retry and http.Client
-// wrappers: BenchmarkRead, 4 µs and 11 allocations a read), and every error
-// keeps the API client's shape.
+// Do sends r with the session's token through the Vault API client (its
+// request building, X-Vault-Request, redirects to the active node and
+// retries) and returns the response body, read within its bound.
 func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
-	body, err := marshalBody(r)
-	if err != nil {
-		return nil, err
+	req := s.request(r.Method, r.Path)
+	if len(r.Query) > 0 {
+		req.Params = r.Query
 	}
-	ctx, cancel := s.client.withTimeout(ctx)
-	defer cancel()
-	resp, err := s.direct(ctx, r, body)
-	if again(ctx, resp, err) && ctx.Err() == nil {
-		if resp != nil {
-			_ = resp.Body.Close()
+	if r.WrapTTL > 0 {
+		req.WrapTTL = fmt.Sprintf("%ds", int(r.WrapTTL/time.Second))
+	}
+	if r.Method != http.MethodGet && r.Body != nil {
+		if err := req.SetJSONBody(r.Body); err != nil {
+			return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
 		}
-		resp, err = s.viaAPI(ctx, r, body)
-	} else if err == nil && resp.StatusCode >= 400 {
-		err = (&api.Response{Response: resp}).Error()
 	}
+	resp, err := s.client.api.RawRequestWithContext(ctx, req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -156,88 +147,6 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 	}
 	return answer, nil
 }
-
-// marshalBody is r's body as JSON; nil for a GET or no body.
-func marshalBody(r Request) ([]byte, error) {
-	if r.Method == http.MethodGet || r.Body == nil {
-		return nil, nil
-	}
-	body, err := json.Marshal(r.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
-	}
-	return body, nil
-}
-
-// withTimeout bounds a call as the API client bounds each of its own
-// (-vault-timeout), unless ctx already ends sooner.
-func (c *Conn) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	timeout := c.api.ClientTimeout()
-	if dl, ok := ctx.Deadline(); timeout <= 0 || ok && time.Until(dl) <= timeout {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, timeout)
-}
-
-// direct sends r on the connection's transport once, with the headers the
-// API client would set: the token, the namespace and the wrapping TTL.
-func (s Session) direct(ctx context.Context, r Request, body []byte) (*http.Response, error) {
-	u := s.client.address
-	u.Path = path.Join(u.Path, "/v1/"+r.Path)
-	u.RawPath = ""
-	u.RawQuery = r.Query.Encode()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body) // and so GetBody, to send it again on a new connection
-	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header[api.AuthHeaderName] = []string{s.token}
-	if ns := s.client.api.Namespace(); ns != "" {
-		req.Header[api.NamespaceHeaderName] = []string{ns}
-	}
-	if r.WrapTTL > 0 {
-		req.Header["X-Vault-Wrap-Ttl"] = []string{wrapTTL(r.WrapTTL)}
-	}
-	return s.client.send.RoundTrip(req)
-}
-
-// viaAPI sends r through the API client, with its redirects and retries.
-func (s Session) viaAPI(ctx context.Context, r Request, body []byte) (*http.Response, error) {
-	req := s.request(r.Method, r.Path)
-	if len(r.Query) > 0 {
-		req.Params = r.Query
-	}
-	if r.WrapTTL > 0 {
-		req.WrapTTL = wrapTTL(r.WrapTTL)
-	}
-	if body != nil {
-		req.Obj, req.BodyBytes = r.Body, body // Obj: encoded again after a redirect
-	}
-	resp, err := s.client.api.RawRequestWithContext(ctx, req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
-	if resp == nil {
-		return nil, err
-	}
-	return resp.Response, err
-}
-
-// again reports whether the API client would have sent a request again
-// after this outcome: it follows a redirect (a standby's), and retries by
-// its own policy (no answer, 412, 429, 5xx but 501).
-func again(ctx context.Context, resp *http.Response, err error) bool {
-	if err == nil {
-		switch resp.StatusCode {
-		case http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect:
-			return true
-		}
-	}
-	retry, _ := api.DefaultRetryPolicy(ctx, resp, err)
-	return retry
-}
-
-func wrapTTL(d time.Duration) string { return fmt.Sprintf("%ds", int(d/time.Second)) }
 
 // readBody reads an answer of up to MaxResponseBytes (and one byte more,
 // to tell a larger one), in one buffer of the size Vault announced.

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	json "github.com/go-json-experiment/json/v1"
+	"encoding/json"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
@@ -42,11 +42,6 @@ type Extracted struct {
 // directory: then each key of the secret (data.data for KV v2, else data)
 // or of the selected value becomes a file.
 func Extract(o spc.Object, body []byte) (Extracted, error) {
-	if o.Key != "" && o.Selector == nil {
-		if raw, ok := keyValue(body, o.Key); ok {
-			return extracted(o, raw)
-		}
-	}
 	var envelope struct {
 		Data json.RawMessage `json:"data"`
 	}

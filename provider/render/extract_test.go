@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -141,58 +140,4 @@ func BenchmarkFiles(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// TestKeyValueAgreesWithLookupKey: the one-pass lookup every warm mount
-// uses gives what decoding the answer level by level gives, or declines
-// (and the mount decodes it level by level).
-func TestKeyValueAgreesWithLookupKey(t *testing.T) {
-	bodies := []string{
-		kv2Body,
-		kv1Body,
-		`{"data":{"password":"v1-style","user":"u"}}`,
-		`{"data":{"data":{"password":"inner"},"metadata":{},"password":"outer"}}`,
-		`{"data":{"password":"outer","data":{"password":"inner"}}}`,
-		`{"data":{"data":"not an object","password":"outer"}}`,
-		`{"data":{"data":{"user":"u"},"password":"outer"}}`,
-		`{"data":{"data":{"pass\u0077ord":"escaped name"}}}`,
-		`{"data":{"data":{"password":"a","password":"b"}}}`,
-		`{"data":{"data":{"password":{"nested":[1,2,{"x":null}]}}}}`,
-		`{"data":{"data":{"password":"line\nbreak \u00e9 \"quoted\""}}}`,
-		`{"data":{"data":{"password":12.50}}}`,
-		`{"data":null}`,
-		`{"data":"text"}`,
-		`{"request_id":"r","data":{"data":{}}}`,
-		`{"Data":{"password":"other case"}}`,
-		`{"data":{"password":"y"},"Data":{"password":"x"}}`,
-		`{"data":{"data":{"password":"a"}},"data":{"password":"b"}}`,
-		`{"data":{"password":"b"},"data":{"user":"u"}}`,
-		`{"data":{"data":{"password":"a"},"data":"x","password":"o"}}`,
-		`{"data":{"data":{"password":"a"},"data":{"user":"u"}}}`,
-		`[1,2]`,
-	}
-	fast := 0
-	for _, key := range []string{"password", "data", "user", "missing"} {
-		for _, body := range bodies {
-			o := spc.Object{Name: "o", Key: key, Call: spc.Call{Path: "secret/data/app"}}
-			var envelope struct {
-				Data json.RawMessage `json:"data"`
-			}
-			_ = json.Unmarshal([]byte(body), &envelope)
-			want, wantErr := lookupKey(o, []byte(envelope.Data))
-			got, ok := keyValue([]byte(body), key)
-			if !ok {
-				continue // the mount decodes it level by level
-			}
-			fast++
-			require.NoError(t, wantErr, "key %q of %s: the fast path found what lookupKey does not", key, body)
-			assert.JSONEq(t, string(want), string(got), "key %q of %s", key, body)
-			assert.Equal(t, fileValue(want), fileValue(got), "key %q of %s", key, body)
-		}
-	}
-	t.Logf("%d lookups took the fast path", fast)
-	assert.GreaterOrEqual(t, fast, 12)
-	got, ok := keyValue([]byte(kv2Body), "password")
-	require.True(t, ok, "a KV v2 answer takes the fast path")
-	assert.Equal(t, `"s3cr3t"`, string(got))
 }

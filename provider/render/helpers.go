@@ -7,7 +7,7 @@ import (
 	"text/template"
 	"unicode/utf8"
 
-	json "github.com/go-json-experiment/json/v1"
+	"encoding/json"
 )
 
 // Every helper a template calls is metered: it counts as a step, and the

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	json "github.com/go-json-experiment/json/v1"
+	"encoding/json"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )

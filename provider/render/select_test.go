@@ -1,9 +1,10 @@
 package render
 
 import (
-	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"strings"
 	"testing"
+
+	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

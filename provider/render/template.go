@@ -11,7 +11,7 @@ import (
 	"sync"
 	"text/template"
 
-	json "github.com/go-json-experiment/json/v1"
+	"encoding/json"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )

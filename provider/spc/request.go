@@ -1,14 +1,9 @@
 package spc
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-
-	// The JSON of every request (attributes, secrets) is read with the
-	// implementation Go 1.27's encoding/json is built on, with encoding/json's
-	// rules: it reads in one pass what encoding/json reads in two (checking
-	// the whole text first), and a warm mount is mostly this JSON.
-	json "github.com/go-json-experiment/json/v1"
 )
 
 // decodeStrings reads a JSON object of strings, as the driver sends the

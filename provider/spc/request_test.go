@@ -43,8 +43,7 @@ var decodeStringsCases = []string{
 	`{"a":"1" "b":"2"}`,
 }
 
-// The attributes are read with go-json-experiment's v1 package, not
-// encoding/json: decodeStrings accepts what encoding/json's Unmarshal into a
+// decodeStrings accepts what encoding/json's Unmarshal into a
 // map[string]string accepts, gives the same map, and describes what it
 // refuses without quoting it.
 func TestDecodeStringsAgreesWithEncodingJSON(t *testing.T) {
