@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -81,4 +82,20 @@ func writeFileString(t *testing.T, path, content string) {
 	tmp := path + ".new"
 	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
 	require.NoError(t, os.Rename(tmp, path))
+}
+
+// TestThroughVaultProxyRequiringTheHeader: a real Vault Proxy whose
+// listener sets require_request_header answers 412 to any request without
+// X-Vault-Request. Every request the provider sends carries it: the login
+// and the read through the proxy succeed.
+func TestThroughVaultProxyRequiringTheHeader(t *testing.T) {
+	proxy, err := rig.StartVaultProxy(t.TempDir(), rig.BinDir(), env.Vault.Addr)
+	t.Cleanup(proxy.Stop)
+	require.NoError(t, err)
+	p := startProvider(t, "-allow-pod-overrides=*") // the test sends the class's parameters as a pod would
+	resp, err := p.mount(t, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{
+		"roleName": kubeRole, "objects": passwordObject, "vaultAddress": proxy.Addr,
+	}, tokenAudiences: []string{"vault"}})
+	require.NoError(t, err)
+	assert.Equal(t, plantedPassword, string(resp.Files[0].Contents))
 }

@@ -335,3 +335,54 @@ func (v *VaultServer) UnsealKey() (string, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// VaultProxy is a real `vault proxy` in front of a Vault server, its
+// listener with require_request_header on: it answers 412 to any request
+// without X-Vault-Request, as operators configure it against SSRF.
+type VaultProxy struct {
+	proc *process
+	Addr string
+}
+
+// StartVaultProxy starts a Vault Proxy forwarding to vaultAddr.
+func StartVaultProxy(dir, binDir, vaultAddr string) (*VaultProxy, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "vault-proxy.hcl")
+	hcl := fmt.Sprintf(`vault { address = %q }
+listener "tcp" {
+  address = "127.0.0.1:%d"
+  tls_disable = true
+  require_request_header = true
+}
+api_proxy { use_auto_auth_token = false }
+`, vaultAddr, port)
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		return nil, err
+	}
+	p := &VaultProxy{Addr: "http://127.0.0.1:" + strconv.Itoa(port)}
+	if p.proc, err = start("vault-proxy", dir, filepath.Join(binDir, "vault"), "proxy", "-config="+cfg); err != nil {
+		return nil, err
+	}
+	err = waitFor(p.proc, 30*time.Second, func() error {
+		resp, err := http.Get(p.Addr + "/v1/sys/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPreconditionFailed {
+			return fmt.Errorf("sys/health without X-Vault-Request: %d, want 412", resp.StatusCode)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// Stop stops the proxy.
+func (p *VaultProxy) Stop() {
+	if p != nil {
+		p.proc.stop()
+	}
+}
