@@ -85,7 +85,11 @@ EOF
 	run env VAULT_TOKEN="$token" vault token lookup -format=json
 	assert_success
 	assert_output --partial '"e2e"'
-	run env VAULT_TOKEN= vault unwrap -field=token "$wrapped"
+	# The wrapped token is the request's own token: with VAULT_TOKEN empty
+	# the CLI would send whatever ~/.vault-token holds (any earlier
+	# `vault server -dev` or `vault login` on this host leaves one), and
+	# Vault refuses that stale token ("permission denied, invalid token").
+	run env VAULT_TOKEN="$wrapped" vault unwrap -field=token
 	assert_success
 	assert_output "$token"
 

@@ -1,8 +1,10 @@
 // Command bench measures a Secrets Store CSI provider the way the driver
-// uses it, against a real Vault dev server, a real kube-apiserver (pod-bound
+// uses it, against a real Vault dev server (on its own TLS listener unless
+// -vault-tls=false), a real kube-apiserver (pod-bound
 // service-account tokens, TokenReview logins) and a real PostgreSQL, and
 // prints one table. Vault logins, leases and reads are counted from Vault's
-// own audit log; memory and CPU from /proc.
+// own audit log; memory and CPU from /proc, Vault's CPU too, so that the
+// provider's CPU per read is also given as a share of Vault's.
 //
 // By default it builds and starts this repository's provider; -socket points
 // it at any other provider's socket instead (then RSS and CPU are not
@@ -69,6 +71,7 @@ func main() {
 		o.providerEnv = append(o.providerEnv, v)
 		return nil
 	})
+	flag.BoolVar(&o.vaultTLS, "vault-tls", true, "serve Vault on its own TLS listener, as production Vaults are (false: plain http)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench's directory (the providers' logs, Vault's audit log, every warm sample with its time in warm-samples.csv) and print its path")
 	flag.StringVar(&o.profile, "profile", "", "build the provider with its profiles served and save heap, CPU and allocation profiles in this directory (printing their top entries)")
 	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "how long each CPU and allocation profile of -profile runs (back-to-back warm mounts)")

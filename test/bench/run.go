@@ -35,6 +35,9 @@ type options struct {
 	providerArgs  []string
 	providerEnv   []string
 	keep          bool
+	// vaultTLS serves Vault on its own TLS listener (the default, as
+	// production Vaults are); false: plain http.
+	vaultTLS bool
 	profile       string
 	profileFor    time.Duration
 	// scenarios are the rows -scenarios chose; nil: all of them.
@@ -80,7 +83,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 	}
 	start := time.Now()
-	r, err := rig.Start(ctx, dir)
+	r, err := rig.StartWith(ctx, dir, rig.VaultOptions{OwnTLS: o.vaultTLS})
 	defer r.Stop()
 	if err != nil {
 		return err
@@ -236,10 +239,14 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{
+	args := []string{
 		"-endpoint=" + socket, "-health-addr=", "-metrics-addr=",
 		"-vault-addr=" + r.Vault.Addr, "-kubeconfig=" + r.Kube.AdminKubeconfig, "-node-name=" + nodeName,
-	}, extra...)
+	}
+	if r.Vault.CAFile != "" { // as an operator sets it: the chart's vault.caCert
+		args = append(args, "-vault-tls-ca-cert="+r.Vault.CAFile)
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"POD_NAMESPACE=" + rig.ProviderNamespace}, env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -252,7 +259,8 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 
 func (b *bench) print() {
 	host, _ := os.Hostname()
-	fmt.Printf("\nMachine: %s, %d cores (%s), %s, %s\n\n", cpuModel(), runtime.NumCPU(), host, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Printf("\nMachine: %s, %d cores (%s), %s, %s\n", cpuModel(), runtime.NumCPU(), host, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Printf("Vault: %s\n\n", b.vaultListener())
 	fmt.Println("| scenario | figure | value | target |")
 	fmt.Println("|---|---|---|---|")
 	for _, r := range b.rows {
@@ -277,4 +285,12 @@ func cpuModel() string {
 
 func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
+}
+
+// vaultListener says how the bench's Vault was served.
+func (b *bench) vaultListener() string {
+	if b.r.Vault.CAFile != "" {
+		return "its own TLS listener (-dev-tls), the provider and the floor verifying its CA"
+	}
+	return "plain http (-vault-tls=false)"
 }

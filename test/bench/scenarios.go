@@ -147,6 +147,8 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		ratios        []float64
 		cpu           float64
 		cpuRuns       []float64 // CPU-s per 1,000 mounts, each run
+		vaultCPU      float64   // Vault's, while the provider's mounts ran
+		ratioRuns     []float64 // provider CPU / Vault CPU per read, each run
 	}
 	results := map[int]*result{}
 	var timeline *sampleLog
@@ -171,8 +173,10 @@ func (b *bench) warmLatency(ctx context.Context) error {
 				block = b.o.block
 			}
 			var lat, par, seq latencies
+			vaultCPU := 0.0
 			for done := 0; done < iterations; done += block {
 				k := min(block, iterations-done)
+				v0, _ := cpuSeconds(b.r.Vault.Pid())
 				for range k {
 					d, err := timedMount(ctx, b.client, reqs[n])
 					if err != nil {
@@ -181,6 +185,8 @@ func (b *bench) warmLatency(ctx context.Context) error {
 					lat = append(lat, d)
 					timeline.add(run, n, "provider", d)
 				}
+				v1, _ := cpuSeconds(b.r.Vault.Pid())
+				vaultCPU += v1 - v0
 				p, s, err := floor.measure(ctx, n, k, func(d time.Duration) { timeline.add(run, n, "floor", d) })
 				if err != nil {
 					return err
@@ -193,6 +199,8 @@ func (b *bench) warmLatency(ctx context.Context) error {
 			res.ratios = append(res.ratios, float64(lat.percentile(99))/float64(par.percentile(99)))
 			res.cpu += cpu1 - cpu0
 			res.cpuRuns = append(res.cpuRuns, (cpu1-cpu0)/float64(iterations)*1000)
+			res.vaultCPU += vaultCPU
+			res.ratioRuns = append(res.ratioRuns, (cpu1-cpu0)/vaultCPU)
 		}
 	}
 	api1, apiErr1 := b.r.APIRequests(ctx)
@@ -209,7 +217,11 @@ func (b *bench) warmLatency(ctx context.Context) error {
 		b.add(scenario, "provider p99 / floor p99, median · worst run", fmt.Sprintf("%.2f× · %.2f×", median(res.ratios), slices.Max(res.ratios)), "≤ 1.2×")
 		if b.pid != 0 {
 			b.add(scenario, fmt.Sprintf("provider CPU per 1,000 mounts, each of %d runs", b.o.runs), cpuFigures(res.cpuRuns), "")
-			b.add(scenario, "provider CPU per 1,000 mounts", fmt.Sprintf("%.2f CPU-s", res.cpu/float64(len(res.lat))*1000), cpuTargets[n])
+			b.add(scenario, "provider CPU per 1,000 mounts", fmt.Sprintf("%.2f CPU-s", res.cpu/float64(len(res.lat))*1000), "")
+			reads := float64(len(res.lat) * n)
+			b.add(scenario, "Vault CPU per read (during the mounts)", fmt.Sprintf("%.0f µs", res.vaultCPU/reads*1e6), "")
+			b.add(scenario, fmt.Sprintf("provider CPU per read / Vault's, each of %d runs", b.o.runs), ratios(res.ratioRuns), "")
+			b.add(scenario, "provider CPU per read / Vault's", fmt.Sprintf("%.2f× (%.0f µs per read)", res.cpu/res.vaultCPU, res.cpu/reads*1e6), cpuGoals[n])
 		}
 		if err := b.profileWarmMounts(ctx, fmt.Sprintf("warm-%d", n), reqs[n]); err != nil {
 			return err
@@ -248,7 +260,9 @@ func warmIterations(reads, n int) int { return max(reads/n, 200) }
 // Vault's TokenReviews for a login.
 var mountResources = []string{"pods", "secrets", "serviceaccounts", "tokenreviews", "secretproviderclasses"}
 
-var cpuTargets = map[int]string{1: "≤ 0.5 CPU-s", 10: "≤ 2.0 CPU-s", 50: "≤ 9.0 CPU-s"}
+// cpuGoals are printed, not gated: the provider's CPU is approached by
+// doing less per mount, and a share of Vault's holds across machines.
+var cpuGoals = map[int]string{1: "goal ≤ 0.25× (not gated)"}
 
 func ratios(r []float64) string {
 	parts := make([]string, len(r))
@@ -282,6 +296,11 @@ type floor struct{ client *api.Client }
 func newFloor(ctx context.Context, r *rig.Rig, req *v1alpha1.MountRequest) (*floor, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = r.Vault.Addr
+	if r.Vault.CAFile != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: r.Vault.CAFile}); err != nil {
+			return nil, err
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, err

@@ -240,15 +240,35 @@ func tmpfsDir() string {
 // VaultServer is a real Vault dev server.
 type VaultServer struct {
 	proc *process
+	// Addr is http://, or with OwnTLS https:// on Vault's own TLS listener.
 	Addr string
-	Root *api.Client
-	// TLS serves the same API over TLS.
+	// CAFile is the CA of Vault's own TLS listener (OwnTLS), else "".
+	CAFile string
+	Root   *api.Client
+	// TLS serves the same API over TLS, through a proxy in front of Vault
+	// whose certificate a test can rotate (not with OwnTLS).
 	TLS *VaultTLS
+}
+
+// Pid is the server's process id.
+func (v *VaultServer) Pid() int { return v.proc.cmd.Process.Pid }
+
+// VaultOptions say how a Vault dev server listens.
+type VaultOptions struct {
+	// OwnTLS serves Vault's API on its own TLS listener (-dev-tls), with a
+	// CA of its own in CAFile, as production Vaults are served.
+	OwnTLS bool
 }
 
 const rootToken = "root"
 
+// StartVault starts a plain-http dev server with a TLS proxy in front.
 func StartVault(dir, binDir, name string) (*VaultServer, error) {
+	return StartVaultWith(dir, binDir, name, VaultOptions{})
+}
+
+// StartVaultWith starts a dev server as opts say.
+func StartVaultWith(dir, binDir, name string, opts VaultOptions) (*VaultServer, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -276,38 +296,62 @@ func StartVault(dir, binDir, name string) (*VaultServer, error) {
 		}
 	}
 	v := &VaultServer{Addr: "http://127.0.0.1:" + strconv.Itoa(port)}
-	v.proc, err = start(name, dir, filepath.Join(binDir, "vault"), "server", "-dev",
-		"-dev-root-token-id="+rootToken, "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
-		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
-	if err != nil {
+	args := []string{"server", "-dev", "-dev-root-token-id=" + rootToken, "-dev-listen-address=127.0.0.1:" + strconv.Itoa(port),
+		"-dev-plugin-dir=" + pluginDir, "-dev-no-store-token"}
+	if opts.OwnTLS {
+		certDir := filepath.Join(dir, name+"-dev-tls")
+		v.Addr, v.CAFile = "https://127.0.0.1:"+strconv.Itoa(port), filepath.Join(certDir, "vault-ca.pem")
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+certDir)
+	}
+	if v.proc, err = start(name, dir, filepath.Join(binDir, "vault"), args...); err != nil {
 		return nil, err
 	}
-	cfg := api.DefaultConfig()
-	cfg.Address = v.Addr
-	if v.Root, err = api.NewClient(cfg); err != nil {
-		return v, err
-	}
-	v.Root.SetToken(rootToken)
-	if v.TLS, err = startTLS(dir, name, v.Addr); err != nil {
-		return v, err
+	if !opts.OwnTLS {
+		if v.TLS, err = startTLS(dir, name, v.Addr); err != nil {
+			return v, err
+		}
 	}
 	err = waitFor(v.proc, 60*time.Second, func() error {
-		resp, err := http.Get(v.Addr + "/v1/sys/health")
+		if v.Root == nil {
+			if v.Root, err = v.client(); err != nil {
+				return err // the dev server writes its CA when it starts
+			}
+		}
+		health, err := v.Root.Sys().Health()
 		if err != nil {
+			v.Root = nil
 			return err
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("sys/health: %d", resp.StatusCode)
+		if !health.Initialized || health.Sealed {
+			return errors.New("sys/health: not ready")
 		}
 		return nil
 	})
 	return v, err
 }
 
+// client is a root client of the server, verifying its CA with OwnTLS.
+func (v *VaultServer) client() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = v.Addr
+	if v.CAFile != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: v.CAFile}); err != nil {
+			return nil, err
+		}
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(rootToken)
+	return c, nil
+}
+
 func (v *VaultServer) Stop() {
 	if v != nil {
-		v.TLS.Stop()
+		if v.TLS != nil {
+			v.TLS.Stop()
+		}
 		v.proc.stop()
 	}
 }

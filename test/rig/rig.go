@@ -55,6 +55,11 @@ func Missing() string {
 
 // Start starts etcd, the kube-apiserver and Vault in dir and configures them.
 func Start(ctx context.Context, dir string) (*Rig, error) {
+	return StartWith(ctx, dir, VaultOptions{})
+}
+
+// StartWith is Start with Vault started as opts say.
+func StartWith(ctx context.Context, dir string, opts VaultOptions) (*Rig, error) {
 	r := &Rig{Dir: dir}
 	kubeReady := make(chan error, 1)
 	go func() {
@@ -69,7 +74,7 @@ func Start(ctx context.Context, dir string) (*Rig, error) {
 		pgReady <- err
 	}()
 	var err error
-	r.Vault, err = StartVault(dir, BinDir(), "vault")
+	r.Vault, err = StartVaultWith(dir, BinDir(), "vault", opts)
 	kerr, pgerr := <-kubeReady, <-pgReady
 	switch {
 	case kerr != nil:
