@@ -41,9 +41,6 @@ const (
 // Run starts the provider with args and serves until ctx ends; then it
 // stops accepting mounts, finishes those in flight and removes the socket.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "mount" {
-		return mountCommand(ctx, args[1:], getenv, stdout, stderr)
-	}
 	proc, err := config.Parse(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

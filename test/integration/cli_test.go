@@ -13,16 +13,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/vaultcsi/vault-csi-provider/app"
+	"github.com/vaultcsi/vault-csi-provider/cmd/vault-csi-provider/mount"
 	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
-// runCLI runs `vault-csi-provider ARGS...` in-process and returns its output.
-func runCLI(t *testing.T, args ...string) (string, error) {
+// runMount runs `vault-csi-provider mount ARGS...` in-process and returns
+// its output.
+func runMount(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	getenv := func(string) string { return "" }
-	err := app.Run(context.Background(), args, getenv, &out, &out)
+	err := mount.Run(context.Background(), args, getenv, &out, &out)
 	return out.String(), err
 }
 
@@ -51,7 +52,7 @@ spec:
 		tokenFile := filepath.Join(t.TempDir(), "token")
 		require.NoError(t, os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o600))
 		out := t.TempDir()
-		output, err := runCLI(t, "mount", "--class", class, "--token-file", tokenFile, "--out", out, "--vault-addr", env.Vault.Addr)
+		output, err := runMount(t, "--class", class, "--token-file", tokenFile, "--out", out, "--vault-addr", env.Vault.Addr)
 		require.NoError(t, err, output)
 		for _, want := range []string{
 			"class:  " + appNamespace + "/cli",
@@ -85,7 +86,7 @@ spec:
 			_ = env.DeletePod(context.Background(), rig.Pod{Name: pod.Name, Namespace: pod.Namespace})
 		})
 		out := t.TempDir()
-		output, err := runCLI(t, "mount", "--pod", appNamespace+"/cli-stuck", "--kubeconfig", env.Kube.AdminKubeconfig, "--out", out, "--vault-addr", env.Vault.Addr)
+		output, err := runMount(t, "--pod", appNamespace+"/cli-stuck", "--kubeconfig", env.Kube.AdminKubeconfig, "--out", out, "--vault-addr", env.Vault.Addr)
 		require.NoError(t, err, output)
 		assert.Contains(t, output, "pod:    "+appNamespace+"/cli-stuck (uid "+string(pod.UID)+")")
 		assert.Contains(t, output, "expires")
@@ -101,7 +102,7 @@ spec:
 		tokenFile := filepath.Join(t.TempDir(), "token")
 		require.NoError(t, os.WriteFile(tokenFile, []byte(tok.Token), 0o600))
 		out := t.TempDir()
-		output, err := runCLI(t, "mount", "--class", inCluster, "--token-file", tokenFile, "--out", out, "--vault-addr", env.Vault.Addr)
+		output, err := runMount(t, "--class", inCluster, "--token-file", tokenFile, "--out", out, "--vault-addr", env.Vault.Addr)
 		require.NoError(t, err, output)
 		assert.Contains(t, output, "vault:  "+env.Vault.Addr+" (--vault-addr, in place of the class's https://vault.vault.svc.invalid:8200)")
 		assert.Equal(t, "cli-s3cret", readFile(t, out, "password"))
@@ -112,7 +113,7 @@ spec:
 		require.NoError(t, err)
 		tokenFile := filepath.Join(t.TempDir(), "token")
 		require.NoError(t, os.WriteFile(tokenFile, []byte(tok.Token), 0o600))
-		output, err := runCLI(t, "mount", "--class", class, "--token-file", tokenFile, "--out", t.TempDir(), "--vault-addr", env.Vault.Addr)
+		output, err := runMount(t, "--class", class, "--token-file", tokenFile, "--out", t.TempDir(), "--vault-addr", env.Vault.Addr)
 		require.Error(t, err)
 		assert.Contains(t, output, "FAILED after")
 		assert.Contains(t, output, "(gRPC code PermissionDenied)")
@@ -122,11 +123,11 @@ spec:
 	t.Run("bad input names the flag", func(t *testing.T) {
 		junk := filepath.Join(t.TempDir(), "token")
 		require.NoError(t, os.WriteFile(junk, []byte("not-a-jwt"), 0o600))
-		output, err := runCLI(t, "mount", "--class", class, "--token-file", junk, "--out", t.TempDir())
+		output, err := runMount(t, "--class", class, "--token-file", junk, "--out", t.TempDir())
 		require.Error(t, err, output)
 		assert.Contains(t, err.Error(), "--token-file")
 		assert.Contains(t, err.Error(), "not a JWT")
-		_, err = runCLI(t, "mount", "--out", t.TempDir())
+		_, err = runMount(t, "--out", t.TempDir())
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "either --class with --token-file or --pod")
 	})

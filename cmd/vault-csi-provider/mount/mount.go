@@ -1,4 +1,6 @@
-package app
+// Package mount is `vault-csi-provider mount`: one mount performed as the
+// driver would, outside the driver, each step explained.
+package mount
 
 import (
 	"context"
@@ -92,9 +94,9 @@ func checkOut(dir string, force bool) error {
 	return nil
 }
 
-// mountCommand is `vault-csi-provider mount`: the tool to run when a pod
+// Run is `vault-csi-provider mount`: the tool to run when a pod
 // is stuck in ContainerCreating.
-func mountCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f, err := parseMountFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -162,7 +164,7 @@ func loadMountInput(ctx context.Context, f mountFlags, getenv func(string) strin
 		return mountInput{}, nil, fmt.Errorf("--pod needs cluster access: %w", err)
 	}
 	in, err := inputFromPod(ctx, clients, f.podRef, f.volume)
-	return in, minter(clients.Core), err
+	return in, clients.Core, err // Connect succeeded: not nil
 }
 
 // prepareMount parses the class as a mount would, and mints the pod's token

@@ -1,4 +1,4 @@
-package app
+package mount
 
 import (
 	"encoding/base64"
