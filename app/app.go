@@ -94,35 +94,12 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		return nil, nil, nil, err
 	}
 	m := metrics.New()
-	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
-	sessions.Metrics = m
-	sessions.Tokens = auth.TokenSource{Kube: minter(kubeClient), Fallback: proc.TokenRequestFallback}
-	sessions.Log = log.With("component", "auth")
-	sessions.LimitLogins(proc.LoginConcurrency)
-	var leases *lease.Cache
-	if proc.CacheSize > 0 {
-		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseCacheMaxBytes, proc.LeaseMinRemaining)
-		leases.Metrics = m
-	}
+	sessions, leases := newCaches(proc, kubeClient, m, log)
 	clients := vault.NewClients(proc.VaultTimeout)
 	clients.Log = log.With("component", "vault")
-	pods, err := watchPods(ctx, proc, kubeClient, sessions, leases, log.With("component", "pods"))
+	directory, err := watch(ctx, proc, kubeClients, sessions, leases, &overrides, log)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	var directory provider.PodDirectory
-	if pods != nil {
-		directory = podDirectory{pods}
-	}
-	if pods != nil && proc.RenewInterval > 0 {
-		go renewInBackground(ctx, proc.RenewInterval, proc.VaultTimeout, sessions, leases)
-	}
-	if kubeClients.Dynamic != nil {
-		classes, err := kube.WatchClasses(ctx, kubeClients.Dynamic, log.With("component", "classes"))
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		overrides.Classes = classes.Parameters
 	}
 	srv := &provider.Server{
 		Mounter: &provider.Mounter{
@@ -145,6 +122,47 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		MountConcurrency: proc.MountConcurrency,
 	}
 	return srv, m, clients, nil
+}
+
+// newCaches makes the token cache (with the login flow) and the lease
+// cache (none when -cache-size is 0).
+func newCaches(proc config.Process, kubeClient *kube.Core, m *metrics.Metrics, log *slog.Logger) (*auth.Sessions, *lease.Cache) {
+	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
+	sessions.Metrics = m
+	sessions.Tokens = auth.TokenSource{Kube: minter(kubeClient), Fallback: proc.TokenRequestFallback}
+	sessions.Log = log.With("component", "auth")
+	sessions.LimitLogins(proc.LoginConcurrency)
+	var leases *lease.Cache
+	if proc.CacheSize > 0 {
+		leases = lease.NewCache(proc.CacheSize*leaseCacheFactor, proc.LeaseCacheMaxBytes, proc.LeaseMinRemaining)
+		leases.Metrics = m
+	}
+	return sessions, leases
+}
+
+// watch starts the watches of this node's pods (revoking deleted pods'
+// tokens, renewing live pods' in the background) and of the classes (for
+// the pod-override check).
+func watch(ctx context.Context, proc config.Process, kc kube.Clients, sessions *auth.Sessions, leases *lease.Cache, overrides *provider.OverridePolicy, log *slog.Logger) (provider.PodDirectory, error) {
+	var directory provider.PodDirectory
+	pods, err := watchPods(ctx, proc, kc.Core, sessions, leases, log.With("component", "pods"))
+	if err != nil {
+		return nil, err
+	}
+	if pods != nil {
+		directory = podDirectory{pods}
+		if proc.RenewInterval > 0 {
+			go renewInBackground(ctx, proc.RenewInterval, proc.VaultTimeout, sessions, leases)
+		}
+	}
+	if kc.Dynamic != nil {
+		classes, err := kube.WatchClasses(ctx, kc.Dynamic, log.With("component", "classes"))
+		if err != nil {
+			return nil, err
+		}
+		overrides.Classes = classes.Parameters
+	}
+	return directory, nil
 }
 
 // listenHTTP serves health and metrics on their addresses (empty: off);

@@ -110,43 +110,12 @@ func recoverPanics(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterce
 // accepting, lets in-flight mounts finish (up to drain), and removes the
 // socket. ready is set while the socket is served.
 func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool, drain time.Duration) error {
-	if err := os.MkdirAll(filepath.Dir(endpoint), 0o755); err != nil {
-		return fmt.Errorf("socket directory: %w", err)
-	}
-	if err := os.Remove(endpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing stale socket %s: %w", endpoint, err)
-	}
-	lis, err := net.Listen("unix", endpoint)
+	lis, err := listen(endpoint)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", endpoint, err)
+		return err
 	}
 	defer os.Remove(endpoint)
-
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverPanics(srv.Log, srv.Mounter.Metrics)),
-		// Mounts run on goroutines kept from one request to the next (one
-		// per CPU; more mounts at once get a goroutine each, as without):
-		// a new goroutine grows its stack through the request's decoding
-		// and Vault call, copying it several times, about 6 % of a warm
-		// mount's CPU.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		// Fixed flow-control windows. With the default (grown by estimating
-		// the link's bandwidth-delay product) the server answers every
-		// request's data with a window update and a PING, which the driver
-		// has to read and acknowledge and the server to read back: two
-		// wake-ups on each side per mount, for a socket on the same node
-		// where the window never needs to grow. A mount's request is a few
-		// KiB, so these windows are updated once every few hundred mounts.
-		grpc.InitialWindowSize(grpcWindow),
-		grpc.InitialConnWindowSize(grpcWindow),
-	}
-	if srv.MountConcurrency > 0 {
-		// HTTP/2's own bound on the streams of a connection: the driver
-		// holds one connection per provider, and a client past the bound
-		// waits for a stream before it sends.
-		opts = append(opts, grpc.MaxConcurrentStreams(uint32(srv.MountConcurrency)))
-	}
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(srv.options()...)
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
@@ -170,4 +139,46 @@ func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool
 		g.Stop()
 	}
 	return nil
+}
+
+// listen replaces a stale socket at endpoint with a new listener.
+func listen(endpoint string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(endpoint), 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if err := os.Remove(endpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket %s: %w", endpoint, err)
+	}
+	lis, err := net.Listen("unix", endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", endpoint, err)
+	}
+	return lis, nil
+}
+
+// options are the gRPC server's.
+func (s *Server) options() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(recoverPanics(s.Log, s.Mounter.Metrics)),
+		// Mounts run on goroutines kept from one request to the next (one
+		// per processor; more mounts at once get a goroutine each): a new
+		// goroutine grows its stack through the request's decoding and
+		// Vault call, copying it several times.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Fixed flow-control windows. With the default (grown by estimating
+		// the link's bandwidth-delay product) the server answers every
+		// request's data with a window update and a PING, which the driver
+		// has to read and acknowledge: two wake-ups on each side per mount,
+		// for a socket on the same node where the window never needs to
+		// grow (TestRequestsCostNoPingRoundTrip).
+		grpc.InitialWindowSize(grpcWindow),
+		grpc.InitialConnWindowSize(grpcWindow),
+	}
+	if s.MountConcurrency > 0 {
+		// HTTP/2's own bound on the streams of a connection: the driver
+		// holds one connection per provider, and a client past the bound
+		// waits for a stream before it sends.
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(s.MountConcurrency)))
+	}
+	return opts
 }

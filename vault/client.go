@@ -161,9 +161,9 @@ func (c *Clients) build(cfg config.Vault) (*Conn, error) {
 // own default is 1 MiB; Vault's headers are a few hundred bytes).
 const MaxHeaderBytes = 64 << 10
 
-// idleConnsPerVault is how many idle connections to one Vault address are
+// IdleConnsPerVault is how many idle connections to one Vault address are
 // kept for reuse.
-const idleConnsPerVault = 32
+const IdleConnsPerVault = 32
 
 // clientConfig is the Vault client's configuration as api.DefaultConfig
 // makes it, but without reading the process environment: the provider reads
@@ -179,7 +179,7 @@ func clientConfig(address string, timeout time.Duration) *api.Config {
 	// flight holds a connection: keep enough idle ones for a few mounts'
 	// parallel reads (-read-concurrency, 8), or every mount dials (and
 	// shakes hands) anew for all but GOMAXPROCS+1 of them.
-	transport.MaxIdleConnsPerHost = idleConnsPerVault
+	transport.MaxIdleConnsPerHost = IdleConnsPerVault
 	transport.MaxResponseHeaderBytes = MaxHeaderBytes
 	return &api.Config{
 		Address: address,

@@ -15,14 +15,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vaultcsi/vault-csi-provider/vault"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/pkg/util/fileutil"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
-
-	"github.com/vaultcsi/vault-csi-provider/config"
 )
 
 // requestsFor builds n driver requests spread over pods pods.
@@ -74,15 +73,14 @@ func TestThousandConcurrentMounts(t *testing.T) {
 	}
 
 	var after runtime.MemStats
-	// Back to the baseline: the connections to Vault kept for reuse (at
-	// most 32 per address) hold no goroutine over plain http; the
-	// goroutines kept for a mount's parallel reads are bounded (two
-	// mounts' worth at -read-concurrency, the first mount started some).
-	keptReaders := 2 * config.DefaultReadConcurrency
+	// Back to the baseline but for the connections to Vault kept for reuse:
+	// at most vault.IdleConnsPerVault, net/http's transport holding a
+	// reading and a writing goroutine for each.
+	kept := 2 * vault.IdleConnsPerVault
 	assert.Eventually(t, func() bool {
 		runtime.GC()
-		return runtime.NumGoroutine() <= goroutines+10+keptReaders
-	}, 30*time.Second, 100*time.Millisecond, "goroutines back to baseline (%d) and at most %d kept readers", goroutines, keptReaders)
+		return runtime.NumGoroutine() <= goroutines+10+kept
+	}, 30*time.Second, 100*time.Millisecond, "goroutines back to baseline (%d) and at most %d for kept connections", goroutines, kept)
 	runtime.ReadMemStats(&after)
 	t.Logf("reliability: 1000 concurrent mounts, goroutines %d -> %d, heap %.1f -> %.1f MiB", goroutines, runtime.NumGoroutine(),
 		float64(before.HeapAlloc)/(1<<20), float64(after.HeapAlloc)/(1<<20))
