@@ -14,15 +14,15 @@ import (
 
 // Process is the configuration the DaemonSet sets once, on the command line.
 type Process struct {
-	Endpoint    string
-	HealthAddr  string
-	MetricsAddr string
-	LogLevel    slog.Level
-	LogFormat   string
-	HMACSecretName   string
-	CacheSize        int
-	Kubeconfig       string
-	VaultTimeout     time.Duration
+	Endpoint       string
+	HealthAddr     string
+	MetricsAddr    string
+	LogLevel       slog.Level
+	LogFormat      string
+	HMACSecretName string
+	CacheSize      int
+	Kubeconfig     string
+	VaultTimeout   time.Duration
 	// RenewInterval is how often cached tokens and leases are renewed in the
 	// background (0: only when pods mount).
 	RenewInterval time.Duration

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vaultcsi/vault-csi-provider/internal/manualclock"
+	"github.com/vaultcsi/vault-csi-provider/test/manualclock"
 )
 
 func TestParse(t *testing.T) {

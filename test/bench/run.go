@@ -37,9 +37,9 @@ type options struct {
 	keep          bool
 	// vaultTLS serves Vault on its own TLS listener (the default, as
 	// production Vaults are); false: plain http.
-	vaultTLS bool
-	profile       string
-	profileFor    time.Duration
+	vaultTLS   bool
+	profile    string
+	profileFor time.Duration
 	// scenarios are the rows -scenarios chose; nil: all of them.
 	scenarios map[string]bool
 }

@@ -300,6 +300,9 @@ func StartVaultWith(dir, binDir, name string, opts VaultOptions) (*VaultServer, 
 		"-dev-plugin-dir=" + pluginDir, "-dev-no-store-token"}
 	if opts.OwnTLS {
 		certDir := filepath.Join(dir, name+"-dev-tls")
+		if err := os.MkdirAll(certDir, 0o700); err != nil { // Vault writes its CA there, into an existing directory
+			return nil, err
+		}
 		v.Addr, v.CAFile = "https://127.0.0.1:"+strconv.Itoa(port), filepath.Join(certDir, "vault-ca.pem")
 		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+certDir)
 	}
