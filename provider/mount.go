@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -210,10 +212,20 @@ func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (m
 			return results, run(ctx, key, task)
 		}
 	}
+	// ReadConcurrency goroutines take the tasks in turn: a mount of many
+	// objects starts that many goroutines, not one per object.
+	keys := slices.Collect(maps.Keys(tasks))
+	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(m.ReadConcurrency, 1))
-	for key, task := range tasks {
-		g.Go(func() error { return run(gctx, key, task) })
+	for range min(max(m.ReadConcurrency, 1), len(keys)) {
+		g.Go(func() error {
+			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
+				if err := run(gctx, keys[i], tasks[keys[i]]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	return results, g.Wait()
 }

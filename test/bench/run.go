@@ -248,7 +248,9 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 	}
 	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append([]string{"POD_NAMESPACE=" + rig.ProviderNamespace}, env...)
+	// As the chart runs it; -provider-env may set another GOMAXPROCS (the
+	// last value of a name counts).
+	cmd.Env = append([]string{"POD_NAMESPACE=" + rig.ProviderNamespace, "GOMAXPROCS=" + chartGOMAXPROCS}, env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -260,7 +262,8 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 func (b *bench) print() {
 	host, _ := os.Hostname()
 	fmt.Printf("\nMachine: %s, %d cores (%s), %s, %s\n", cpuModel(), runtime.NumCPU(), host, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
-	fmt.Printf("Vault: %s\n\n", b.vaultListener())
+	fmt.Printf("Vault: %s\n", b.vaultListener())
+	fmt.Printf("Provider: default flags, GOMAXPROCS=%s as the chart sets it%s\n\n", chartGOMAXPROCS, b.extra())
 	fmt.Println("| scenario | figure | value | target |")
 	fmt.Println("|---|---|---|---|")
 	for _, r := range b.rows {
@@ -293,4 +296,15 @@ func (b *bench) vaultListener() string {
 		return "its own TLS listener (-dev-tls), the provider and the floor verifying its CA"
 	}
 	return "plain http (-vault-tls=false)"
+}
+
+// chartGOMAXPROCS is the chart's goRuntime.gomaxprocs default.
+const chartGOMAXPROCS = "1"
+
+// extra names the settings -provider-env and -provider-arg added.
+func (b *bench) extra() string {
+	if len(b.o.providerEnv)+len(b.o.providerArgs) == 0 {
+		return ""
+	}
+	return ", then " + strings.Join(append(slices.Clone(b.o.providerEnv), b.o.providerArgs...), " ")
 }
