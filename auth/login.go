@@ -21,12 +21,9 @@ type Login struct {
 }
 
 // Use runs use with a Vault session for id: the cached one while it is
-// good, else one from a new login (shared with concurrent callers).
-//
-// When use fails with Vault's 403 on a cached token, Vault is asked
-// whether the token still exists (lookup-self): if it does, the refusal is
-// policy and is returned as it is; if it does not, the token is dropped and
-// use runs once more with a new login.
+// good, else one from a new login. When use fails with a 403 on a cached
+// token and lookup-self says the token is gone, it is dropped and use runs
+// once more after a new login; a token Vault still knows is kept.
 func (s *Sessions) Use(ctx context.Context, id Identity, l Login, use func(vault.Session) error) error {
 	login := func(ctx context.Context) (vault.Session, error) { return s.logIn(ctx, id, l) }
 	sess, fresh, err := s.get(ctx, id, login)

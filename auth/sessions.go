@@ -42,22 +42,14 @@ func (id Identity) Key() string {
 // loginFunc performs one login.
 type loginFunc func(ctx context.Context) (vault.Session, error)
 
-// Sessions caches Vault tokens per Identity.
+// Sessions caches Vault tokens per Identity. Safe for concurrent use.
 //
-// Contract: safe for concurrent use. Use runs a caller's Vault calls with a
-// session (login.go). A cached token is used while more than half of its
-// TTL is left. Past that, a renewable token is renewed
-// (auth/token/renew-self) and kept if Vault grants at least half its TTL
-// again; a token that cannot be renewed is used until a fifth of its TTL is
-// left. Otherwise Use logs in, and concurrent calls for one identity share
-// that one login or renewal. At most size sessions are kept; the least
-// recently used are revoked when the bound pushes them out (with them go the
-// leases they hold: the pod's next mount logs in and reads them anew); size
-// 0 keeps none, so every Use logs in. Forget revokes and drops a token the
-// provider stops using; RevokePod revokes the tokens of a pod that is gone,
-// and with them every lease they created. With LimitLogins, at most that
-// many logins are in flight at once; the others wait their turn (within
-// LoginTimeout).
+// A cached token is used while more than half its TTL is left; past that a
+// renewable one is renewed and kept if Vault grants half its TTL again, and
+// one that cannot be renewed is used until a fifth is left. Otherwise a new
+// login, shared by concurrent callers of the identity. At most size tokens
+// are kept (0: none); the least recently used are revoked when pushed out,
+// and so are those Forget and RevokePod drop, with their leases.
 type Sessions struct {
 	cache   *cache.Cache[cachedSession]
 	now     func() time.Time

@@ -1,7 +1,5 @@
-// Package auth gets a pod's service-account token and turns it into a Vault
-// token: it picks the token the driver sent (or mints one with the
-// TokenRequest API), logs into Vault's kubernetes or jwt auth method, and
-// caches the resulting Vault token per pod identity.
+// Package auth turns a pod's service-account token (the driver's, or one
+// minted) into a Vault token, cached, renewed and revoked per pod identity.
 package auth
 
 import (

@@ -1,8 +1,6 @@
-// Package cache is the provider's one bounded cache: least-recently-used
-// entries with an expiry each, bounded by count and, optionally, by bytes;
-// an eviction hook for what the bounds push out; and single-flight loads
-// that outlive any one caller. The token sessions (package auth) and the
-// lease cache (package lease) are built on it.
+// Package cache is the provider's one bounded cache: LRU entries with an
+// expiry, bounded by count and bytes, an eviction hook, and single-flight
+// loads that outlive any one caller.
 package cache
 
 import (

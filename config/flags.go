@@ -12,45 +12,17 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// Process is the configuration the DaemonSet sets once, on the command line.
+// Process is the configuration the DaemonSet sets once, on the command
+// line; each field is the flag of its name (register says what it means).
 type Process struct {
-	Endpoint       string
-	HealthAddr     string
-	MetricsAddr    string
-	LogLevel       slog.Level
-	LogFormat      string
-	HMACSecretName string
-	CacheSize      int
-	Kubeconfig     string
-	VaultTimeout   time.Duration
-	// RenewInterval is how often cached tokens and leases are renewed in the
-	// background (0: only when pods mount).
-	RenewInterval time.Duration
-	// AllowPodOverrides are the sensitive parameters pods may set in their
-	// volumeAttributes ("*" for all).
-	AllowPodOverrides []string
-	// VaultHealthInterval is how often readiness asks Vault's sys/health.
-	VaultHealthInterval time.Duration
-	PrintVersion        bool
-	// NodeName is this node; pods on it are watched so that their tokens
-	// and leases are revoked when they are deleted.
-	NodeName        string
-	ReadConcurrency int
-	// LoginConcurrency bounds the Vault logins in flight at once, every pod
-	// together: a burst or a restart queues instead of storming Vault.
-	LoginConcurrency int
-	// MountConcurrency bounds the mounts served at once.
-	MountConcurrency  int
-	LeaseMinRemaining float64
-	// MaxObjects bounds the objects list of one mount.
-	MaxObjects int
-	// TokenRequestFallback lets the provider mint pods' tokens when the
-	// driver sent none for a class's audience.
-	TokenRequestFallback bool
-	// MountMaxBytes bounds the Vault answers one mount holds together.
-	MountMaxBytes int64
-	// LeaseCacheMaxBytes bounds the leased answers kept for reuse.
-	LeaseCacheMaxBytes int64
+	Endpoint, HealthAddr, MetricsAddr, LogFormat, HMACSecretName, Kubeconfig, NodeName string
+	LogLevel                                                                           slog.Level
+	CacheSize, ReadConcurrency, LoginConcurrency, MountConcurrency, MaxObjects         int
+	VaultTimeout, RenewInterval, VaultHealthInterval                                   time.Duration
+	AllowPodOverrides                                                                  []string
+	PrintVersion, TokenRequestFallback                                                 bool
+	LeaseMinRemaining                                                                  float64
+	MountMaxBytes, LeaseCacheMaxBytes                                                  int64
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.

@@ -36,12 +36,9 @@ func Defaults() Vault {
 	return Vault{Address: DefaultVaultAddress, AuthMount: DefaultAuthMount}
 }
 
-// Layers applies layers in order, each one overriding what the ones before it
-// set. The provider's precedence is
-//
-//	Layers(Defaults(), FromEnv(getenv), flags, secretProviderClass)
-//
-// and this is the only place that order is decided.
+// Layers applies layers in order, each overriding what those before it set:
+// Layers(Defaults(), FromEnv(getenv), flags, secretProviderClass) is the
+// provider's one precedence.
 func Layers(layers ...Vault) Vault {
 	var out Vault
 	for _, l := range layers {

@@ -17,9 +17,8 @@ import (
 var classes = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasses"}
 
 // Classes reads SecretProviderClasses' parameters from a watch of every
-// class (RBAC get, list, watch), stripped to their parameters: a mount
-// makes no apiserver call once the first list is in. A class the watch has
-// not seen yet (created a moment ago) is read with a GET.
+// class, so a mount makes no apiserver call; a class the watch has not seen
+// yet is read with a GET.
 type Classes struct {
 	client   dynamic.Interface
 	informer cache.SharedIndexInformer

@@ -22,16 +22,12 @@ const (
 	retryEvery = 30 * time.Second
 )
 
-// HMACKey holds the key object versions are signed with. The key lives in a
-// Kubernetes Secret so that every provider pod, and every restart, computes
-// the same versions for the same content.
-//
-// Contract: safe for concurrent use. Key reads the Secret once and then
-// serves it from memory; Watch keeps that copy current, so that deleting the
-// Secret (a key rotation) or replacing its key changes versions at once. The Secret is created when missing; when several
-// providers race to create it, all end up with the one that won. Without a
-// client, or while the apiserver fails, a random per-process key is used
-// (versions then change when the process restarts), and the failure is logged.
+// HMACKey holds the key object versions are signed with, kept in a Secret so
+// that every provider pod and restart computes the same versions. Safe for
+// concurrent use. Key reads the Secret once; Watch keeps the copy current
+// (deleting the Secret rotates the key). A missing Secret is created, and
+// racing providers all end up with the winner's. Without the apiserver a
+// random per-process key is used, and the failure is logged.
 type HMACKey struct {
 	client    *Core
 	namespace string

@@ -13,11 +13,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// Pods watches this node's pods: it says when one is deleted, and what a
-// pod of a given uid is, so that a mount request's pod attributes can be
-// checked against the API. Only this node's pods are listed and watched
-// (field selector spec.nodeName), stripped to their identity, so memory
-// stays bounded by the node.
+// Pods watches this node's pods (field selector spec.nodeName, stripped to
+// their identity): it says when one is deleted and who a uid is, for
+// checking a mount request's pod attributes.
 type Pods struct {
 	Node     string
 	informer cache.SharedIndexInformer

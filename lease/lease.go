@@ -5,7 +5,6 @@
 package lease
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -29,9 +28,6 @@ func (i Info) Leased() bool { return i.TTL > 0 }
 // Parse reads the lease of a Vault response body. Responses without a lease
 // id (KV reads, including KV v1's advisory lease_duration) are not leased.
 func Parse(body []byte, now time.Time) Info {
-	if plainlyUnleased(body) {
-		return Info{}
-	}
 	var r struct {
 		LeaseID       string `json:"lease_id"`
 		LeaseDuration int64  `json:"lease_duration"`
@@ -59,20 +55,6 @@ func Parse(body []byte, now time.Time) Info {
 	return Info{}
 }
 
-// plainlyUnleased reports, without decoding body, that it is a Vault
-// answer with an empty lease id and no certificate: most reads (KV) are, and
-// decoding them only to find so is a fifth of what a warm read costs.
-// Vault writes lease_id right after request_id, before data, so the first
-// "lease_id" in an answer is its own, not a secret's key.
-func plainlyUnleased(body []byte) bool {
-	i := bytes.Index(body, []byte(`"lease_id":`))
-	if i < 0 {
-		return false
-	}
-	rest := body[i+len(`"lease_id":`):]
-	return bytes.HasPrefix(rest, []byte(`""`)) && !bytes.Contains(body, []byte(`"serial_number"`))
-}
-
 // Source is where a kept answer comes from: one request of a mount, with
 // that mount's Vault token.
 type Source interface {
@@ -92,17 +74,11 @@ const (
 	Read    Outcome = "read"
 )
 
-// Cache keeps leased responses.
-//
-// Contract: safe for concurrent use. Get returns the kept response while its
-// lease has more than MinRemaining of its TTL left; below that it renews a
-// renewable lease and keeps the response if the renewal leaves it above the
-// threshold again; otherwise it reads anew. Concurrent Gets for one key share
-// one renewal or read, except for calls that answered without a lease the
-// last time (a KV secret), which are read directly: the shared flight only
-// serves to keep one lease per key. Unleased responses are never kept. At most size
-// entries and maxBytes are kept (least recently used go first); ForgetPod
-// drops a pod's.
+// Cache keeps leased responses. Safe for concurrent use. Get returns the
+// kept response while more than MinRemaining of its TTL is left; below that
+// a renewable lease is renewed, else the secret read anew, one flight per key
+// (calls that last answered without a lease, KV, are read directly).
+// Unleased responses are never kept; at most size entries and maxBytes.
 type Cache struct {
 	// MinRemaining is the fraction of a lease's TTL that must be left for
 	// it to be reused without renewal (0 < MinRemaining < 1).

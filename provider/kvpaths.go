@@ -13,17 +13,11 @@ import (
 
 // KVPaths lets users write KV version 2 paths as `vault kv get` takes them:
 // secret/app on a KV v2 mount reads secret/data/app. The mount behind a path
-// is asked of Vault once (sys/internal/ui/mounts/<path>, which any token with
-// a capability on the path may call) and remembered per Vault connection.
-// Paths already naming data/ or metadata/ after the mount are left alone, so
-// hashicorp-style classes read exactly what they name.
-//
-// Contract: safe for concurrent use; the zero value is ready. Only mounts
-// Vault named are remembered, per Vault connection, at most
-// maxKVMountsPerConnection of them: when Vault refuses the lookup (a role
-// without a capability on the path) or does not answer, the path is used as
-// written for this mount only and asked again next time, so one tenant's
-// refused lookup never changes how another tenant's paths read.
+// is asked of Vault once (sys/internal/ui/mounts/<path>) and remembered per
+// connection, at most maxKVMountsPerConnection; paths naming data/ or
+// metadata/ already are left alone. A refused or unanswered lookup leaves
+// the path as written for this mount only, so one tenant's refusal never
+// changes how another's paths read. Safe for concurrent use; zero is ready.
 type KVPaths struct {
 	mu     sync.RWMutex
 	mounts map[string][]kvMount // connection key -> mounts seen

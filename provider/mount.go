@@ -78,29 +78,8 @@ type mount struct {
 	idKey  string // id.Key(), computed once
 	// connKey is cfg.ConnectionKey(), computed once.
 	connKey string
-	log     mountLog
+	log     *slog.Logger
 }
-
-// mountLog is a mount's logger with its request fields, made only when
-// something is logged at an enabled level: most mounts log nothing here,
-// and a logger With fields costs more than the rest of their bookkeeping.
-type mountLog struct {
-	base  *slog.Logger
-	attrs []any
-}
-
-func (l mountLog) write(level slog.Level, msg string, args []any) {
-	if !l.base.Enabled(context.Background(), level) {
-		return
-	}
-	// With, as the logger used to be made: a handler may treat a logger's
-	// own fields apart from a record's (the mount command prints them once).
-	l.base.With(l.attrs...).Log(context.Background(), level, msg, args...)
-}
-
-func (l mountLog) Debug(msg string, args ...any) { l.write(slog.LevelDebug, msg, args) }
-func (l mountLog) Info(msg string, args ...any)  { l.write(slog.LevelInfo, msg, args) }
-func (l mountLog) Warn(msg string, args ...any)  { l.write(slog.LevelWarn, msg, args) }
 
 // Mount reads every object of a parsed request from Vault and returns the files.
 func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.MountResponse, error) {
@@ -111,7 +90,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 		return nil, err
 	}
 	cfg := config.Layers(m.Defaults, params.Vault)
-	log := mountLog{base: m.Log, attrs: []any{"pod", params.Pod.String(), "class", params.Class, "role", params.Role}}
+	log := m.Log.With("pod", params.Pod.String(), "class", params.Class, "role", params.Role)
 	if len(params.Unknown) > 0 {
 		log.Warn("ignoring unknown SecretProviderClass parameters or object fields: check their spelling",
 			"unknown", params.Unknown, "known_parameters", spc.KnownParameters, "known_object_fields", spc.KnownObjectFields)
@@ -279,38 +258,23 @@ func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
 type readOnce struct {
 	read  func(ctx context.Context, key string, c spc.Call) ([]byte, error)
 	mu    sync.Mutex
-	calls map[string]*onceCall
-}
-
-type onceCall struct {
-	done chan struct{}
-	body []byte
-	err  error
+	calls map[string]func() ([]byte, error)
 }
 
 func newReadOnce(read func(ctx context.Context, key string, c spc.Call) ([]byte, error)) *readOnce {
-	return &readOnce{read: read, calls: map[string]*onceCall{}}
+	return &readOnce{read: read, calls: map[string]func() ([]byte, error){}}
 }
 
 func (o *readOnce) get(ctx context.Context, call spc.Call) ([]byte, error) {
 	key := call.Key()
 	o.mu.Lock()
-	c, ok := o.calls[key]
+	answer, ok := o.calls[key]
 	if !ok {
-		c = &onceCall{done: make(chan struct{})}
-		o.calls[key] = c
+		answer = sync.OnceValues(func() ([]byte, error) { return o.read(ctx, key, call) })
+		o.calls[key] = answer
 	}
 	o.mu.Unlock()
-	if !ok {
-		c.body, c.err = o.read(ctx, key, call)
-		close(c.done)
-	}
-	select {
-	case <-c.done:
-		return c.body, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return answer()
 }
 
 // podToken is the pod's own Vault token (the one this mount logged in

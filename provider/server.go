@@ -52,11 +52,9 @@ func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.V
 	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: RuntimeName, RuntimeVersion: s.BuildVersion}, nil
 }
 
-// Mount serves one mount. On failure it returns a gRPC status whose code
-// says what kind of problem it is and whose message (shown in the pod's
-// FailedMount event) says what to fix. The response it returns alongside
-// carries the same code in error.code for in-process callers; over gRPC only
-// the status travels.
+// Mount serves one mount. On failure the gRPC status's code says what kind
+// of problem it is and its message (the pod's FailedMount event) what to
+// fix; the response carries the code in error.code too.
 func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
 	if s.MountTimeout > 0 {
 		var cancel context.CancelFunc

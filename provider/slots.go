@@ -7,12 +7,10 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// templateSlots bounds the templates running at once on the node to half
-// the processors the provider runs on when busy (at least one), and lets each namespace run one at a time: a
-// namespace sending many long templates queues behind itself, and every
-// other namespace waits for at most one template of each before its own.
-//
-// Contract: safe for concurrent use; acquire's release must be called once.
+// templateSlots bounds the templates running at once on the node to half of
+// GOMAXPROCS (at least one), one per namespace at a time: a namespace sending
+// many long templates queues behind itself. Safe for concurrent use;
+// acquire's release must be called once.
 type templateSlots struct {
 	node *semaphore.Weighted
 

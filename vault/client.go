@@ -58,13 +58,9 @@ type Conn struct {
 // not be modified.
 func (c *Conn) API() *api.Client { return c.api }
 
-// Get returns the Conn for cfg. Settings come only from cfg (which
-// already holds the environment layer); the Vault library's own reading of
-// VAULT_TOKEN and VAULT_NAMESPACE is undone.
-//
-// A client is rebuilt when its CA or client certificate files change (their
-// size or modification time), so that rotated certificates are used without
-// a restart.
+// Get returns the Conn for cfg, whose settings come only from cfg. It is
+// rebuilt when its CA or client certificate files change (size or
+// modification time): rotated certificates are used without a restart.
 func (c *Clients) Get(cfg config.Vault) (*Conn, error) {
 	key := cfg.ConnectionKey() + "\x00" + fileStamps(cfg.CACert, cfg.CADirectory, cfg.ClientCert, cfg.ClientKey)
 	if client, ok := c.cache.Get(key); ok {
@@ -165,11 +161,9 @@ const MaxHeaderBytes = 64 << 10
 // kept for reuse.
 const IdleConnsPerVault = 32
 
-// clientConfig is the Vault client's configuration as api.DefaultConfig
-// makes it, but without reading the process environment: the provider reads
-// only the VAULT_* variables it documents (package config), so that none of
-// the others (VAULT_AGENT_ADDR, VAULT_HTTP_PROXY, VAULT_SKIP_VERIFY, ...)
-// can redirect a pod's token or weaken TLS behind a class's back.
+// clientConfig is api.DefaultConfig without the process environment: only
+// the VAULT_* variables package config documents count, so that no other
+// (VAULT_AGENT_ADDR, VAULT_HTTP_PROXY, ...) redirects a pod's token.
 func clientConfig(address string, timeout time.Duration) *api.Config {
 	transport := cleanhttp.DefaultPooledTransport()
 	transport.TLSHandshakeTimeout = 10 * time.Second

@@ -11,23 +11,17 @@ import (
 	"time"
 )
 
-// Limits bound what one template may cost the node's provider, whatever
-// its syntax: a template over any of them stops at once and the mount fails
-// with ErrBudget, naming the object.
+// Limits bound what one template may cost, whatever its syntax: over any of
+// them it stops at once and the mount fails with ErrBudget. Steps counts
+// nodes executed and range iterations; Bytes what helpers produce, secrets
+// decoded and output; Time the execution, reads from Vault not counted.
 type Limits struct {
-	// Steps counts the nodes executed and the iterations of every range.
-	Steps int
-	// Bytes counts what the template's helpers produce, the secrets it
-	// decodes and its output, in total.
-	Bytes int
-	// Time is the time spent executing, not counting reads from Vault.
-	Time time.Duration
+	Steps, Bytes int
+	Time         time.Duration
 }
 
-// DefaultLimits are far above what a configuration file needs (a range over
-// a thousand keys takes a few thousand steps and milliseconds) and far below
-// what would slow the provider for other pods (50,000 steps take about 0.1
-// CPU-seconds, run at a quarter of a CPU past the first 10 ms).
+// DefaultLimits are far above what a configuration file needs and far below
+// what would slow other pods (50,000 steps take about 0.1 CPU-seconds).
 var DefaultLimits = Limits{Steps: 50_000, Bytes: 32 << 20, Time: 2 * time.Second}
 
 // ErrBudget means a template went over one of its Limits.

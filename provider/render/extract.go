@@ -33,14 +33,10 @@ type Extracted struct {
 	Versioned []byte
 }
 
-// Extract picks the object's value out of a Vault response body.
-//
-// With secretKey, the value is looked up in data.data (KV v2) and then in data;
-// with jsonPath, it is selected from the whole response. Strings are written
-// raw, other JSON values as JSON. Without either the file is the whole
-// response, as hashicorp/vault-csi-provider writes it, unless the layout is
-// directory: then each key of the secret (data.data for KV v2, else data)
-// or of the selected value becomes a file.
+// Extract picks the object's value out of a Vault response body: secretKey
+// from data.data (KV v2), else data; jsonPath from the whole response; else
+// the whole response, as hashicorp's provider writes it, or with layout
+// directory a file per key. Strings are written raw, other values as JSON.
 func Extract(o spc.Object, body []byte) (Extracted, error) {
 	var envelope struct {
 		Data json.RawMessage `json:"data"`

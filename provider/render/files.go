@@ -12,6 +12,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"strconv"
+
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
@@ -90,4 +96,27 @@ func largest(files []*v1alpha1.File, n int) string {
 		parts = append(parts, fmt.Sprintf("%s (%d bytes)", f.Path, len(f.Contents)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// versions computes the versions of one mount's objects: an HMAC-SHA256,
+// under the cluster's key, of the object's configuration, file mode and
+// content, the same on every provider pod and revealing nothing without the
+// key. One HMAC serves the mount, reset for each object.
+type versions struct {
+	mac hash.Hash
+	buf []byte
+}
+
+func newVersions(key []byte) *versions {
+	return &versions{mac: hmac.New(sha256.New, key)}
+}
+
+func (v *versions) of(o spc.Object, mode fs.FileMode, versioned []byte) string {
+	v.mac.Reset()
+	v.mac.Write(o.Config())
+	v.buf = append(strconv.AppendUint(append(v.buf[:0], 0), uint64(mode), 8), 0)
+	v.mac.Write(v.buf)
+	v.mac.Write(versioned)
+	v.buf = v.mac.Sum(v.buf[:0])
+	return hex.EncodeToString(v.buf)
 }

@@ -10,12 +10,10 @@ import (
 	"encoding/json"
 )
 
-// Every helper a template calls is metered: it counts as a step, and the
-// bytes it will produce are reserved from the budget before it produces
-// them, from an upper bound computed on its arguments. So no helper, and no
-// chain of helpers, allocates more than the template's Limits allow
-// (replaceAll "" on a long string, printf "%999999999d", toJSONPretty of
-// a deep secret).
+// Every helper a template calls is a step, and reserves an upper bound of
+// the bytes it will produce before it produces them: no chain of helpers
+// allocates past the Limits (printf "%999999999d", toJSONPretty of a deep
+// secret).
 
 // helperError is an error of one of our helpers; its text never holds a
 // value the template read.

@@ -16,14 +16,10 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
-// A template object renders its file from secrets it names itself, in the
-// syntax of Vault Agent (consul-template) templates:
-//
-//	{{ with secret "secret/data/app" }}{{ .Data.data.password }}{{ end }}
-//	{{ with secret "pki/issue/web" "common_name=web.example.com" }}{{ .Data.certificate }}{{ end }}
-//
-// A secret with arguments is written (PUT), without them read (GET). A
-// missing key is an error naming the object and the line, not "<no value>".
+// A template object renders its file from secrets it names, in Vault
+// Agent's syntax: {{ with secret "secret/data/app" }}{{ .Data.data.password }}{{ end }};
+// a secret with arguments is written (PUT). A missing key is an error naming
+// the object and the line.
 
 // templateSecret is what {{ secret }} returns: Vault's response, with the
 // field names templates use.
@@ -178,10 +174,8 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// templateError names the object and the line, and keeps the error's
-// chain, so that the mount's gRPC code still says what went wrong
-// (PermissionDenied from a read, ResourceExhausted from the budget ...).
-// Its text holds nothing the template read: see scrub.
+// templateError names the object and the line and keeps the error's chain
+// (for the gRPC code); its text holds nothing the template read (scrub).
 func templateError(o spc.Object, err error) error {
 	var re readError
 	switch {

@@ -111,14 +111,12 @@ func unknownKeys(attrs map[string]string, objectFields []string) []string {
 	return out
 }
 
-// DefaultMaxObjects is how many objects one mount may list unless the
-// provider's -max-objects says otherwise.
+// DefaultMaxObjects is -max-objects' default.
 const DefaultMaxObjects = 256
 
-// Parser holds the bounds the language enforces on every request and, made
-// by NewParser, the objects lists it parsed lately: the pods of a class send
-// the same list on every mount and rotation, and parsing it (YAML, then
-// each object's path, template and jsonPath) is most of a warm mount's CPU.
+// Parser holds the bounds of every request and, made by NewParser, the
+// objects lists it parsed lately: a class's pods send the same list on
+// every mount, and parsing it is most of a warm mount's CPU.
 type Parser struct {
 	// MaxObjects bounds the objects list; zero is DefaultMaxObjects.
 	MaxObjects int
@@ -177,9 +175,8 @@ func Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
 }
 
 // Parse turns the MountRequest's attributes, secrets and permission into
-// Params. Every problem is reported at once, each naming its parameter. When
-// the attributes are a JSON object, the Params returned with an error still
-// name the class and the pod, for the mount's log line.
+// Params, reporting every problem at once; with an error the Params still
+// name the class and the pod when it can, for the log line.
 func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, error) {
 	attrs, err := decodeStrings(attributesJSON)
 	if err != nil {
@@ -341,20 +338,16 @@ func ParseObjects(raw string) ([]Object, error) {
 	return objects, err
 }
 
-// MaxObjectsBytes bounds the objects parameter before it is parsed: YAML
-// takes about 0.3 µs a byte, so no list costs the provider more than about
-// half a CPU-second to refuse. It leaves 4 KiB for each of the default
-// 256 objects.
+// MaxObjectsBytes bounds the objects parameter before it is parsed: at
+// about 0.3 µs a byte of YAML, no list costs more than half a CPU-second.
 const MaxObjectsBytes = 1 << 20
 
 // maxProblems is how many problems of an objects list are reported: a list
 // of 60,000 bad objects makes no megabyte error.
 const maxProblems = 20
 
-// parseObjects reads the objects parameter once, YAML to values, and
-// validates every object in time linear in its size; it also returns the
-// object fields it does not know. No object is read from Vault before all
-// of them are valid.
+// parseObjects reads the objects parameter (YAML) and validates every
+// object in linear time; it also returns the object fields it does not know.
 func parseObjects(raw string, maxObjects int) ([]Object, []string, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, nil, fmt.Errorf("%s: missing: list at least one object with objectName and secretPath", paramObjects)
@@ -497,4 +490,28 @@ func NewMountRequest(params map[string]string, class string, pod auth.Pod, audie
 		return nil, err
 	}
 	return &v1alpha1.MountRequest{Attributes: string(a), Secrets: "null", Permission: "420", TargetPath: "/unused"}, nil
+}
+
+// decodeStrings reads a JSON object of strings, as the driver sends the
+// attributes and secrets. Its errors never quote the input, which may hold
+// a token.
+func decodeStrings(raw string) (map[string]string, error) {
+	var m map[string]string
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return nil, errors.New(jsonProblem(err))
+	}
+	return m, nil
+}
+
+// jsonProblem describes a JSON error without quoting the input.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return fmt.Sprintf("a %s where a %s was expected", typ.Value, typ.Type)
+	}
+	return "malformed JSON"
 }

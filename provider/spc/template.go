@@ -43,41 +43,45 @@ func ParseTemplate(name, text string) (*template.Template, error) {
 	return t, nil
 }
 
-// StepFunction is called before every node a template executes, and at the
-// start of every range iteration: the renderer binds it to the template's
-// budget, so that no syntax (nested ranges, recursive {{ template }} calls,
-// long lists of actions) runs unmetered. A template cannot call it itself:
-// the name is not in the vocabulary ParseTemplate accepts.
+// StepFunction is called before every node a template executes and every
+// range iteration; the renderer binds it to the budget, so that no syntax
+// runs unmetered. Templates cannot name it: it is not in TemplateHelpers.
 const StepFunction = "_step"
 
 // meter puts a call to StepFunction before each node of every list in the
 // tree: the bodies of if, with, range (once per iteration) and define.
 func meter(tree *parse.Tree, n parse.Node) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		nodes := make([]parse.Node, 0, 2*len(n.Nodes)+1)
-		nodes = append(nodes, stepAction(tree, n.Pos))
-		for i, c := range n.Nodes {
-			meter(tree, c)
-			if i > 0 {
-				nodes = append(nodes, stepAction(tree, c.Position()))
-			}
-			nodes = append(nodes, c)
-		}
-		n.Nodes = nodes
-	case *parse.IfNode:
-		meter(tree, n.List)
-		meter(tree, n.ElseList)
-	case *parse.WithNode:
-		meter(tree, n.List)
-		meter(tree, n.ElseList)
-	case *parse.RangeNode:
-		meter(tree, n.List)
-		meter(tree, n.ElseList)
+	list, ok := n.(*parse.ListNode)
+	if !ok || list == nil {
+		eachList(n, func(l *parse.ListNode) error { meter(tree, l); return nil })
+		return
 	}
+	nodes := make([]parse.Node, 0, 2*len(list.Nodes)+1)
+	nodes = append(nodes, stepAction(tree, list.Pos))
+	for i, c := range list.Nodes {
+		meter(tree, c)
+		if i > 0 {
+			nodes = append(nodes, stepAction(tree, c.Position()))
+		}
+		nodes = append(nodes, c)
+	}
+	list.Nodes = nodes
+}
+
+// eachList calls f with the lists of an if, with or range node.
+func eachList(n parse.Node, f func(*parse.ListNode) error) error {
+	var b *parse.BranchNode
+	switch n := n.(type) {
+	case *parse.IfNode:
+		b = &n.BranchNode
+	case *parse.WithNode:
+		b = &n.BranchNode
+	case *parse.RangeNode:
+		b = &n.BranchNode
+	default:
+		return nil
+	}
+	return errors.Join(f(b.List), f(b.ElseList))
 }
 
 // stepAction is {{ _step }} at pos; it prints nothing.
@@ -92,28 +96,22 @@ func stepAction(tree *parse.Tree, pos parse.Pos) *parse.ActionNode {
 // ({{ range 1000000000000 }}) would keep a node's provider busy for hours,
 // for every pod on it.
 func checkRanges(tree *parse.Tree, n parse.Node) error {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
+	if r, ok := n.(*parse.RangeNode); ok && !rangesOverData(r.Pipe) {
+		loc, _ := tree.ErrorContext(r)
+		return fmt.Errorf("%s: range over %s: range only over lists and maps of a secret (.Data.data.list) or over split", loc, r.Pipe)
+	}
+	if list, ok := n.(*parse.ListNode); ok {
+		if list == nil {
 			return nil
 		}
-		for _, c := range n.Nodes {
+		for _, c := range list.Nodes {
 			if err := checkRanges(tree, c); err != nil {
 				return err
 			}
 		}
-	case *parse.IfNode:
-		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
-	case *parse.WithNode:
-		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
-	case *parse.RangeNode:
-		if !rangesOverData(n.Pipe) {
-			loc, _ := tree.ErrorContext(n)
-			return fmt.Errorf("%s: range over %s: range only over lists and maps of a secret (.Data.data.list) or over split", loc, n.Pipe)
-		}
-		return errors.Join(checkRanges(tree, n.List), checkRanges(tree, n.ElseList))
+		return nil
 	}
-	return nil
+	return eachList(n, func(l *parse.ListNode) error { return checkRanges(tree, l) })
 }
 
 func rangesOverData(p *parse.PipeNode) bool {

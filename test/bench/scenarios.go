@@ -49,11 +49,21 @@ func (b *bench) requests(ctx context.Context, n int, prefix, objects string) ([]
 			if err != nil {
 				return err
 			}
-			reqs[i], err = rig.MountRequest(pod, map[string]string{"roleName": rig.KubeRole, "objects": objects}, map[string]rig.Token{"vault": tok}, false, "")
+			reqs[i], err = rig.MountRequest(pod, b.classParams(objects), map[string]rig.Token{"vault": tok}, false, "")
 			return err
 		})
 	}
 	return reqs, g.Wait()
+}
+
+// classParams are a class's for objects: the rig's Vault is named in the
+// class, so that any provider on -socket reaches it with no setting of its own.
+func (b *bench) classParams(objects string) map[string]string {
+	p := map[string]string{"roleName": rig.KubeRole, "objects": objects, "vaultAddress": b.r.Vault.Addr}
+	if b.r.Vault.CAFile != "" {
+		p["vaultCACertPath"] = b.r.Vault.CAFile
+	}
+	return p
 }
 
 func timedMount(ctx context.Context, c v1alpha1.CSIDriverProviderClient, req *v1alpha1.MountRequest) (time.Duration, error) {

@@ -95,6 +95,9 @@ func TestChartDefaults(t *testing.T) {
 	assert.NotContains(t, args, "-token-request-fallback", "the provider mints no tokens by default")
 	env, _ := json.Marshal(c["env"])
 	assert.Contains(t, string(env), `"fieldPath":"spec.nodeName"`)
+	assert.Contains(t, string(env), `{"name":"GOMAXPROCS","value":"1"}`, "one processor by default (docs/benchmarks.md)")
+	assert.Contains(t, string(env), `{"name":"GOMEMLIMIT","valueFrom":{"resourceFieldRef":{"resource":"limits.memory"}}}`, "the collector knows the memory limit")
+	assert.NotContains(t, string(env), "GOGC")
 	assert.Equal(t, "/health/ready", c["readinessProbe"].(map[string]any)["httpGet"].(map[string]any)["path"])
 
 	rules, _ := json.Marshal(field(t, objs["ClusterRole"][0], "rules"))
@@ -113,6 +116,7 @@ func TestChartOptions(t *testing.T) {
 		"image.digest=sha256:"+strings.Repeat("a", 64), "allowPodOverrides={vaultAddress}", "hostNetwork=true",
 		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical",
 		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128", "tokenRequestFallback=true",
+		"goRuntime.gomaxprocs=", "goRuntime.gogc=200", "resources.limits.memory=null",
 		"extraVolumes[0].name=vault-tls", "extraVolumes[0].secret.secretName=vault-tls",
 		"extraVolumeMounts[0].name=vault-tls", "extraVolumeMounts[0].mountPath=/vault/tls", "extraVolumeMounts[0].readOnly=true")
 	require.NoError(t, err)
@@ -127,6 +131,9 @@ func TestChartOptions(t *testing.T) {
 	assert.Equal(t, "vault-csi-provider@sha256:"+strings.Repeat("a", 64), c["image"])
 	env, _ := json.Marshal(c["env"])
 	assert.Contains(t, string(env), `{"name":"HTTPS_PROXY","value":"http://proxy:3128"}`, "extraEnv after the downward-API variables")
+	assert.Contains(t, string(env), `{"name":"GOGC","value":"200"}`)
+	assert.NotContains(t, string(env), "GOMAXPROCS", "empty: Go's default, which follows a CPU limit")
+	assert.NotContains(t, string(env), "GOMEMLIMIT", "no memory limit, no GOMEMLIMIT")
 	assert.Equal(t, true, field(t, ds, "spec", "template", "spec", "hostNetwork"))
 	assert.Equal(t, "system-node-critical", field(t, ds, "spec", "template", "spec", "priorityClassName"))
 	vols := field(t, ds, "spec", "template", "spec", "volumes").([]any)
@@ -147,7 +154,7 @@ func TestChartOptions(t *testing.T) {
 }
 
 func TestChartSchemaRejectsBadValues(t *testing.T) {
-	for _, set := range []string{"logLevel=loud", "vault.address=vault:8200", "cacheSize=-1", "allowPodOverrides={roleName}", "image.digest=latest", "extraVolumeMounts[0].mountPath=relative"} {
+	for _, set := range []string{"logLevel=loud", "vault.address=vault:8200", "cacheSize=-1", "allowPodOverrides={roleName}", "image.digest=latest", "extraVolumeMounts[0].mountPath=relative", "goRuntime.gomaxprocs=0"} {
 		_, err := helmTemplate(t, set)
 		require.Error(t, err, set)
 		assert.Contains(t, err.Error(), strings.FieldsFunc(set, func(r rune) bool { return r == '=' || r == '.' || r == '[' })[0], set)
