@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-
-	"encoding/json"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )

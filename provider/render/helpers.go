@@ -2,12 +2,11 @@ package render
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/template"
 	"unicode/utf8"
-
-	"encoding/json"
 )
 
 // Every helper a template calls is a step, and reserves an upper bound of

@@ -2,12 +2,11 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"unicode/utf8"
-
-	"encoding/json"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )

@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"text/template"
-
-	"encoding/json"
 
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,11 @@ func run(ctx context.Context, o options) error {
 	b := &bench{o: o, r: r, dir: dir}
 	if err := b.seed(); err != nil {
 		return fmt.Errorf("seeding vault: %w", err)
+	}
+	// The class the requests name, so that the provider finds their Vault
+	// address and CA in the class itself (no pod override).
+	if err := r.CreateClass(ctx, "test-class", b.classParams("")); err != nil {
+		return fmt.Errorf("creating the class: %w", err)
 	}
 	stopProvider, err := b.startProvider(ctx)
 	if err != nil {
@@ -251,7 +257,11 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 	// As the chart runs it; -provider-env may set another GOMAXPROCS (the
 	// last value of a name counts).
 	cmd.Env = append([]string{"POD_NAMESPACE=" + rig.ProviderNamespace, "GOMAXPROCS=" + chartGOMAXPROCS}, env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its output goes through a pipe, read here into the file, as a
+	// container runtime reads it: a write straight to a file can stall for
+	// milliseconds when the kernel flushes, which no pod's provider meets.
+	out := struct{ io.Writer }{logFile}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
