@@ -38,8 +38,7 @@ const (
 	leaseCacheFactor = 8
 )
 
-// Run starts the provider with args and serves until ctx ends; then it
-// stops accepting mounts, finishes those in flight and removes the socket.
+// Run starts the provider with args and serves until ctx ends.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	proc, err := config.Parse(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -71,8 +70,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return provider.Serve(ctx, proc.Endpoint, srv, &serving, drainTimeout)
 }
 
-// build connects to Kubernetes, starts the watchers and background renewal,
-// and assembles the gRPC server with its caches.
+// build connects to Kubernetes, starts the watches, assembles the server.
 func build(ctx context.Context, proc config.Process, getenv func(string) string, log *slog.Logger) (*provider.Server, *metrics.Metrics, *vault.Clients, error) {
 	overrides, err := provider.NewOverridePolicy(proc.AllowPodOverrides)
 	if err != nil {
@@ -124,8 +122,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	return srv, m, clients, nil
 }
 
-// newCaches makes the token cache (with the login flow) and the lease
-// cache (none when -cache-size is 0).
+// newCaches makes the token and lease caches (none when -cache-size is 0).
 func newCaches(proc config.Process, kubeClient *kube.Core, m *metrics.Metrics, log *slog.Logger) (*auth.Sessions, *lease.Cache) {
 	sessions := auth.NewSessions(proc.CacheSize, proc.VaultTimeout)
 	sessions.Metrics = m
@@ -140,9 +137,7 @@ func newCaches(proc config.Process, kubeClient *kube.Core, m *metrics.Metrics, l
 	return sessions, leases
 }
 
-// watch starts the watches of this node's pods (revoking deleted pods'
-// tokens, renewing live pods' in the background) and of the classes (for
-// the pod-override check).
+// watch starts the watches of this node's pods and of the classes.
 func watch(ctx context.Context, proc config.Process, kc kube.Clients, sessions *auth.Sessions, leases *lease.Cache, overrides *provider.OverridePolicy, log *slog.Logger) (provider.PodDirectory, error) {
 	var directory provider.PodDirectory
 	pods, err := watchPods(ctx, proc, kc.Core, sessions, leases, log.With("component", "pods"))
@@ -165,8 +160,7 @@ func watch(ctx context.Context, proc config.Process, kc kube.Clients, sessions *
 	return directory, nil
 }
 
-// listenHTTP serves health and metrics on their addresses (empty: off);
-// stop shuts both down and waits for them.
+// listenHTTP serves health and metrics (empty address: off) until stop.
 func listenHTTP(ctx context.Context, proc config.Process, ready func() bool, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
@@ -196,8 +190,7 @@ func listenHTTP(ctx context.Context, proc config.Process, ready func() bool, m *
 }
 
 // readiness is true while the socket is served and, when the operator set a
-// Vault address (-vault-addr or VAULT_ADDR), Vault (any of the addresses)
-// answered healthy recently.
+// Vault address, Vault answered healthy recently.
 func readiness(ctx context.Context, proc config.Process, clients *vault.Clients, serving *atomic.Bool, log *slog.Logger) (func() bool, error) {
 	if proc.Vault.Address == config.DefaultVaultAddress {
 		return serving.Load, nil
@@ -219,8 +212,7 @@ func readiness(ctx context.Context, proc config.Process, clients *vault.Clients,
 	}, nil
 }
 
-// watchPods revokes the Vault tokens (and so the leases) of this node's pods
-// when they are deleted.
+// watchPods revokes deleted pods' Vault tokens, and so their leases.
 func watchPods(ctx context.Context, proc config.Process, client *kube.Core, sessions *auth.Sessions, leases *lease.Cache, log *slog.Logger) (*kube.Pods, error) {
 	switch {
 	case proc.NodeName == "":
@@ -266,8 +258,7 @@ func (d podDirectory) Lookup(uid string) (auth.Pod, bool) {
 	return auth.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID, ServiceAccount: p.ServiceAccount}, ok
 }
 
-// renewInBackground keeps the tokens and leases of this node's live pods
-// renewed (those of deleted pods are revoked and dropped by watchPods).
+// renewInBackground keeps live pods' tokens and leases renewed.
 func renewInBackground(ctx context.Context, every, timeout time.Duration, sessions *auth.Sessions, leases *lease.Cache) {
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -17,8 +17,7 @@ import (
 )
 
 // Identity is who a Vault token was issued to and how: a token is reused
-// only for the same pod, role, audience and Vault configuration. It is never
-// derived from token text.
+// only for the same pod, role, audience and Vault configuration.
 type Identity struct {
 	Vault    config.Vault
 	Role     string
@@ -121,8 +120,7 @@ func (s *Sessions) login(ctx context.Context, login loginFunc) (vault.Session, e
 	return login(ctx)
 }
 
-// get returns a usable session for id, renewing or logging in when needed.
-// fresh reports whether this call's result came from a new login.
+// get returns a usable session for id; fresh: it came from a new login.
 func (s *Sessions) get(ctx context.Context, id Identity, login loginFunc) (session vault.Session, fresh bool, err error) {
 	key := id.Key()
 	if cs, ok := s.lookup(key); ok && cs.left(s.now()) > 0.5 {
@@ -163,8 +161,7 @@ func (s *Sessions) do(ctx context.Context, key string, load func(context.Context
 	return s.cache.Do(ctx, key, s.LoginTimeout, load)
 }
 
-// keepAlive returns the cached session if it is still good, renewing it
-// when it is renewable and past half its TTL.
+// keepAlive returns the cached session while it is good, renewed past half its TTL.
 func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bool) {
 	cs, ok := s.lookup(key)
 	if !ok {
@@ -186,8 +183,7 @@ func (s *Sessions) keepAlive(ctx context.Context, key string) (vault.Session, bo
 	return vault.Session{}, false
 }
 
-// renew extends cs's token and reports whether Vault granted at least half
-// its TTL again.
+// renew reports whether Vault granted cs's token at least half its TTL again.
 func (s *Sessions) renew(ctx context.Context, key string, cs cachedSession) bool {
 	ttl, err := s.Renew(ctx, cs.session)
 	s.Metrics.VaultRequest("token_renew", vault.StatusClass(err))
@@ -200,9 +196,8 @@ func (s *Sessions) renew(ctx context.Context, key string, cs cachedSession) bool
 	return true
 }
 
-// RenewDue renews, in the background, every cached renewable token past
-// half its TTL, so that a pod that mounts once keeps its token — and the
-// leases the token holds — until the token's max TTL. It never logs in.
+// RenewDue renews every cached renewable token past half its TTL, so that
+// a pod that mounts once keeps its token and its leases. It never logs in.
 func (s *Sessions) RenewDue(ctx context.Context) {
 	if s.cache == nil {
 		return
@@ -234,8 +229,7 @@ func (s *Sessions) RevokePod(ctx context.Context, uid string) (int, error) {
 	return len(gone), errors.Join(errs...)
 }
 
-// Forget revokes and drops the session of id, so that the next Use logs in
-// again.
+// Forget revokes and drops the session of id.
 func (s *Sessions) Forget(ctx context.Context, id Identity) {
 	if s.cache == nil {
 		return

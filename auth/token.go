@@ -25,9 +25,8 @@ type Pod struct {
 
 func (p Pod) String() string { return p.Namespace + "/" + p.Name }
 
-// Token is a service-account token, read from the driver's JSON form
-// ({"token": "...", "expirationTimestamp": "..."}). It never prints or
-// marshals its value.
+// Token is a service-account token in the driver's JSON form; it never
+// prints or marshals its value.
 type Token struct {
 	Value  string    `json:"token"`
 	Expiry time.Time `json:"expirationTimestamp"`
@@ -53,9 +52,8 @@ var ErrNoToken = errors.New("no service-account token")
 // ErrTokenRequestForbidden means the provider may not mint tokens.
 var ErrTokenRequestForbidden = errors.New("TokenRequest forbidden")
 
-// ParseTokens reads the driver's csi.storage.k8s.io/serviceAccount.tokens:
-// {"<audience>": {"token": "...", "expirationTimestamp": "..."}}. Errors never
-// quote the input.
+// ParseTokens reads the driver's serviceAccount.tokens ({"<audience>":
+// {"token", "expirationTimestamp"}}); errors never quote the input.
 func ParseTokens(raw string) (map[string]Token, error) {
 	var tokens map[string]Token
 	if err := json.Unmarshal([]byte(raw), &tokens); err != nil {
@@ -75,8 +73,7 @@ func ParseTokens(raw string) (map[string]Token, error) {
 // TokenLifetime is how long a minted token lives (the API's minimum is 10 minutes).
 const TokenLifetime = 15 * time.Minute
 
-// Minter creates service-account tokens with the TokenRequest API
-// (kube.Core).
+// Minter creates service-account tokens with the TokenRequest API.
 type Minter interface {
 	CreateToken(ctx context.Context, namespace, serviceAccount string, req *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error)
 }
@@ -92,9 +89,8 @@ type TokenSource struct {
 	Now      func() time.Time
 }
 
-// Token returns the pod's token for audience: the one the driver sent when it
-// has not expired, else, with Fallback, a new one from the TokenRequest API,
-// bound to the pod.
+// Token returns the pod's token for audience: the driver's while it has not
+// expired, else, with Fallback, one minted and bound to the pod.
 func (s TokenSource) Token(ctx context.Context, pod Pod, audience string, sent map[string]Token) (Token, error) {
 	now := time.Now
 	if s.Now != nil {

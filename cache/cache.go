@@ -14,8 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// ErrPanicked means a load panicked: a bug, recovered so that it fails one
-// call instead of the process (singleflight would re-panic it elsewhere).
+// ErrPanicked means a load panicked: a bug, recovered to fail one call.
 var ErrPanicked = errors.New("panic recovered")
 
 // Options bound a Cache and say how to weigh and retire its entries.
@@ -36,8 +35,7 @@ type Options[V any] struct {
 	Now func() time.Time
 }
 
-// Cache is safe for concurrent use. An entry whose expiry has passed is
-// dropped when it is next looked at, as if it had never been added.
+// Cache is safe for concurrent use; an expired entry is dropped when next looked at.
 type Cache[V any] struct {
 	opts  Options[V]
 	mu    sync.Mutex
@@ -93,9 +91,8 @@ func (c *Cache[V]) get(key string, touch bool) (V, bool) {
 	return e.value, true
 }
 
-// Add keeps v under key until expires (zero: no expiry), replacing what was
-// there, and evicts the least recently used entries beyond the bounds. A
-// value too big for MaxBytes on its own is not kept.
+// Add keeps v under key until expires (zero: never), evicting the least
+// recently used beyond the bounds; a value over MaxBytes alone is not kept.
 func (c *Cache[V]) Add(key string, v V, expires time.Time) {
 	e := entry[V]{value: v, expires: expires, size: c.size(v)}
 	var evicted []evictee[V]
@@ -131,8 +128,7 @@ type evictee[V any] struct {
 	value V
 }
 
-// Replace sets the value and expiry of key if it is still there, without
-// changing its recency, and reports whether it was.
+// Replace sets key's value and expiry if it is there, recency unchanged.
 func (c *Cache[V]) Replace(key string, v V, expires time.Time) bool {
 	if c.lru == nil {
 		return false
@@ -182,8 +178,7 @@ func (c *Cache[V]) RemoveFunc(match func(key string, v V) bool) []V {
 	return out
 }
 
-// Each calls f with every live entry and its expiry, oldest first, outside
-// the lock (so f may call the cache): entries added meanwhile may be missed.
+// Each calls f with every entry, oldest first, outside the lock.
 func (c *Cache[V]) Each(f func(key string, v V, expires time.Time)) {
 	if c.lru == nil {
 		return
@@ -222,9 +217,8 @@ func (c *Cache[V]) Bytes() int64 {
 	return c.bytes
 }
 
-// Do runs load once for concurrent callers of one flight key. The load runs
-// with its own context (ctx's values, no cancellation, timeout), so a caller
-// that gives up does not fail the others; that caller gets ctx's error.
+// Do runs load once for concurrent callers of one flight key, with its own
+// context (no cancellation, timeout): a caller that gives up fails alone.
 func (c *Cache[V]) Do(ctx context.Context, flight string, timeout time.Duration, load func(ctx context.Context) (any, error)) (any, error) {
 	ch := c.group.DoChan(flight, func() (v any, err error) {
 		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)

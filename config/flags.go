@@ -46,8 +46,7 @@ const (
 	DefaultLeaseMinRemaining = 0.33
 )
 
-// Parse reads the process flags. getenv supplies the VAULT_* fallbacks and
-// KUBECONFIG. Usage and errors are written to out.
+// Parse reads the process flags, with getenv's VAULT_* and KUBECONFIG under them.
 func Parse(args []string, getenv func(string) string, out io.Writer) (Process, error) {
 	var p Process
 	var raw rawFlags
@@ -72,8 +71,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Process, e
 	return p, nil
 }
 
-// byteSize parses a flag's size in bytes, written as Kubernetes writes
-// memory: 16Mi, 1Gi, 500k or a plain number.
+// byteSize parses a size as Kubernetes writes memory: 16Mi, 1Gi, 500k.
 func byteSize(to *int64) func(string) error {
 	return func(v string) error {
 		q, err := resource.ParseQuantity(v)
@@ -85,8 +83,7 @@ func byteSize(to *int64) func(string) error {
 	}
 }
 
-// rawFlags are the flags that need parsing after flag.Parse: the log
-// level, the Vault flag layer and its TLS switch.
+// rawFlags are parsed after flag.Parse: log level, the Vault layer, its TLS switch.
 type rawFlags struct {
 	vault      Vault
 	logLevel   string

@@ -1,7 +1,5 @@
-// Package config holds the provider's two kinds of configuration: the process
-// flags set once by the DaemonSet, and the Vault connection settings that
-// every layer (environment, flags, SecretProviderClass) may set. The order in
-// which those layers apply is written once, in Layers.
+// Package config holds the process flags and the Vault settings every layer
+// (environment, flags, SecretProviderClass) may set, in the order Layers says.
 package config
 
 import (
@@ -69,8 +67,7 @@ func (v Vault) overlay(over Vault) Vault {
 	return v
 }
 
-// ConnectionKey identifies how the provider connects to Vault: address,
-// namespace and TLS settings (file paths, never their contents).
+// ConnectionKey identifies a connection: address, namespace, TLS file paths.
 func (v Vault) ConnectionKey() string {
 	return strings.Join([]string{
 		v.Address, v.Namespace, v.CACert, v.CADirectory, v.TLSServerName,
@@ -81,8 +78,7 @@ func (v Vault) ConnectionKey() string {
 // InsecureSkipVerify reports whether TLS verification was explicitly turned off.
 func (v Vault) InsecureSkipVerify() bool { return v.SkipVerify != nil && *v.SkipVerify }
 
-// Environment variables read as the lowest explicit layer; they are the
-// variables the Vault CLI uses.
+// Environment variables of the lowest layer, as the Vault CLI names them.
 const (
 	EnvAddress       = "VAULT_ADDR"
 	EnvNamespace     = "VAULT_NAMESPACE"
@@ -131,8 +127,7 @@ func NormalizeMount(m string) string {
 	return strings.Trim(strings.TrimPrefix(m, "auth/"), "/")
 }
 
-// SplitAddresses reads an address setting that may list several Vault
-// addresses, comma-separated, to be tried in order.
+// SplitAddresses splits a comma-separated list of addresses, tried in order.
 func SplitAddresses(s string) []string {
 	var out []string
 	for _, a := range strings.Split(s, ",") {

@@ -56,8 +56,7 @@ func (c *Classes) Parameters(ctx context.Context, namespace, name string) (map[s
 	return ClassParameters(ctx, c.client, namespace, name)
 }
 
-// ClassParameters reads spec.parameters of the class namespace/name with a
-// GET.
+// ClassParameters GETs spec.parameters of the class namespace/name.
 func ClassParameters(ctx context.Context, client dynamic.Interface, namespace, name string) (map[string]string, error) {
 	obj, err := client.Resource(classes).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {

@@ -81,8 +81,7 @@ func (k *HMACKey) current() []byte {
 	return k.processKey
 }
 
-// Watch follows the Secret until ctx ends: a changed key is used from then
-// on; a deleted Secret is created anew, with a new key, on the next Key.
+// Watch follows the Secret until ctx ends; a deleted one is made anew on the next Key.
 func (k *HMACKey) Watch(ctx context.Context) error {
 	if k.client == nil {
 		return nil

@@ -1,5 +1,4 @@
-// Package kube connects the provider to the Kubernetes API: building the
-// client and keeping the HMAC key for object versions in a Secret.
+// Package kube connects the provider to the Kubernetes API.
 package kube
 
 import (
@@ -26,8 +25,7 @@ var ErrNoKubernetes = errors.New("no Kubernetes access: not running in a cluster
 
 const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// Clients are the provider's two views of the API: typed for core/v1 and
-// TokenRequests, dynamic for SecretProviderClasses (a CRD).
+// Clients are typed for core/v1 and TokenRequests, dynamic for SecretProviderClasses.
 type Clients struct {
 	Core    *Core
 	Dynamic dynamic.Interface
@@ -143,8 +141,7 @@ func (c *Core) CreateSecret(ctx context.Context, s *corev1.Secret) (*corev1.Secr
 	return created, err
 }
 
-// CreateToken asks the TokenRequest API for a token of the service account
-// namespace/serviceAccount.
+// CreateToken asks the TokenRequest API for namespace/serviceAccount's token.
 func (c *Core) CreateToken(ctx context.Context, namespace, serviceAccount string, req *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
 	resp := &authenticationv1.TokenRequest{}
 	err := c.rest.Post().Namespace(namespace).Resource("serviceaccounts").Name(serviceAccount).SubResource("token").
@@ -152,8 +149,7 @@ func (c *Core) CreateToken(ctx context.Context, namespace, serviceAccount string
 	return resp, err
 }
 
-// listWatch lists and watches resource in namespace ("" for all) with a
-// field selector, for an informer.
+// listWatch lists and watches resource in namespace ("": all), for an informer.
 func (c *Core) listWatch(resource, namespace string, selector fields.Selector) *cache.ListWatch {
 	return cache.NewListWatchFromClient(c.rest, resource, namespace, selector)
 }

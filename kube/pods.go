@@ -28,8 +28,7 @@ type PodIdentity struct {
 
 const byUID = "uid"
 
-// WatchPods starts watching nodeName's pods until ctx ends; gone is called
-// with the uid of each pod deleted.
+// WatchPods watches nodeName's pods until ctx ends; gone gets each deleted uid.
 func WatchPods(ctx context.Context, client *Core, nodeName string, gone func(uid string), log *slog.Logger) (*Pods, error) {
 	lw := client.listWatch("pods", metav1.NamespaceAll, fields.OneTermEqualSelector("spec.nodeName", nodeName))
 	informer := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
@@ -81,8 +80,7 @@ func (p *Pods) Lookup(uid string) (PodIdentity, bool) {
 	return PodIdentity{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), ServiceAccount: pod.ServiceAccount}, true
 }
 
-// podRef is what the watch keeps of a pod: its name, uid and service
-// account, about 300 bytes, where even an emptied corev1.Pod is 1.2 KB.
+// podRef is what the watch keeps of a pod: ~300 bytes, not a Pod's 1.2 KB.
 type podRef struct {
 	metav1.ObjectMeta
 	ServiceAccount string

@@ -1,7 +1,6 @@
 // Package lease keeps leased Vault responses (database credentials, PKI
-// certificates, …) per pod and object, so that a rotation poll returns the
-// same secret while its lease has life left instead of creating a new lease
-// on every poll.
+// certificates) per pod and object: a rotation poll gets the same secret
+// while its lease has life left, not a new lease.
 package lease
 
 import (
@@ -20,9 +19,8 @@ type Info struct {
 	Renewable bool
 }
 
-// Leased reports whether the response should be kept: it has a lease, or
-// it is a PKI certificate (issue or sign, without a lease) whose
-// data.expiration is in the future.
+// Leased reports whether the response should be kept: it has a lease, or is
+// a PKI certificate whose data.expiration is in the future.
 func (i Info) Leased() bool { return i.TTL > 0 }
 
 // Parse reads the lease of a Vault response body. Responses without a lease
@@ -55,8 +53,7 @@ func Parse(body []byte, now time.Time) Info {
 	return Info{}
 }
 
-// Source is where a kept answer comes from: one request of a mount, with
-// that mount's Vault token.
+// Source is one request of a mount, with that mount's Vault token.
 type Source interface {
 	// Read sends the request afresh.
 	Read(ctx context.Context) ([]byte, error)
@@ -105,12 +102,10 @@ type entry struct {
 	expires time.Time
 }
 
-// entryOverhead is what an entry weighs besides its body: key, lease id,
-// bookkeeping.
+// entryOverhead is what an entry weighs besides its body.
 const entryOverhead = 512
 
-// NewCache returns a cache of at most size entries and maxBytes of bodies
-// (0: no byte bound).
+// NewCache returns a cache of at most size entries and maxBytes (0: no bound).
 func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 	c := &Cache{MinRemaining: minRemaining, now: time.Now}
 	c.cache = cache.New(cache.Options[entry]{
@@ -124,9 +119,8 @@ func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 	return c
 }
 
-// Get returns the response for key (which must identify the pod, its Vault
-// identity and the request; call identifies the request alone), reusing,
-// renewing or reading it.
+// Get returns the response for key (pod, Vault identity and request; call:
+// the request alone), reusing, renewing or reading it.
 func (c *Cache) Get(ctx context.Context, pod, key, call string, src Source) ([]byte, Outcome, error) {
 	if e, ok := c.fresh(key); ok {
 		return e.body, Reused, nil
@@ -170,8 +164,7 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, src Source) ([]b
 	return r.body, r.outcome, nil
 }
 
-// keep stores a leased response (info is its lease), or remembers that call
-// answers without one.
+// keep stores a leased response, or remembers that call answers without one.
 func (c *Cache) keep(pod, key, call string, src Source, body []byte, info Info) {
 	if !info.Leased() {
 		c.Forget(key)
@@ -184,8 +177,7 @@ func (c *Cache) keep(pod, key, call string, src Source, body []byte, info Info) 
 	c.cache.Add(key, e, e.expires)
 }
 
-// loadTimeout bounds a shared renewal or read; each Vault call has its own
-// deadline inside it.
+// loadTimeout bounds a shared renewal or read.
 const loadTimeout = 90 * time.Second
 
 // extend renews e's lease and reports whether it is above MinRemaining again.
@@ -199,10 +191,9 @@ func (c *Cache) extend(ctx context.Context, key string, e entry) bool {
 	return true
 }
 
-// RenewDue renews, in the background, every kept renewable lease past half
-// its TTL, with the token of the mount that last asked for it, so that a pod
-// that mounts once keeps its credentials. A lease that cannot be extended
-// enough is left as it is: the next mount reads the secret anew.
+// RenewDue renews every kept renewable lease past half its TTL, with the
+// token of the mount that last asked for it; one that cannot be extended is
+// left for the next mount to read anew.
 func (c *Cache) RenewDue(ctx context.Context) {
 	c.cache.Each(func(key string, e entry, _ time.Time) {
 		if !e.info.Renewable || e.src == nil {

@@ -33,8 +33,7 @@ type KeySource interface {
 	Key(ctx context.Context) []byte
 }
 
-// Mounter turns MountRequests into files. It is safe for concurrent use; the
-// state it shares between mounts lives in Clients, Sessions and Keys.
+// Mounter turns MountRequests into files; safe for concurrent use.
 type Mounter struct {
 	Defaults config.Vault // environment and flag layers
 	Clients  *vault.Clients
@@ -123,9 +122,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 	return nil, err2
 }
 
-// readWithSession reads every object with the pod's Vault session (auth
-// logs in, or reuses the cached token, and logs in again when Vault no
-// longer knows it).
+// readWithSession reads every object with the pod's Vault session.
 func (m *Mounter) readWithSession(ctx context.Context, mt *mount, base *vault.Conn) (map[string]render.Fetched, error) {
 	var bodies map[string]render.Fetched
 	err := m.Sessions.Use(ctx, mt.id, auth.Login{Conn: base, Tokens: mt.params.Tokens}, func(sess vault.Session) error {
@@ -164,9 +161,8 @@ func (m *Mounter) templateLimits() render.Limits {
 	return m.TemplateLimits
 }
 
-// readAll makes each object's Vault calls, in parallel up to
-// ReadConcurrency; a request several objects or templates make is sent
-// once. The first error cancels the other reads.
+// readAll makes each object's calls, ReadConcurrency at once, each distinct
+// request once; the first error cancels the rest.
 func (m *Mounter) readAll(ctx context.Context, mt *mount, sess vault.Session) (map[string]render.Fetched, error) {
 	tasks := m.tasks(mt, sess)
 	var mu sync.Mutex
@@ -253,8 +249,7 @@ func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
 	return tasks
 }
 
-// readOnce sends each distinct request of a mount once; later callers get
-// the first one's answer.
+// readOnce sends each distinct request of a mount once.
 type readOnce struct {
 	read  func(ctx context.Context, key string, c spc.Call) ([]byte, error)
 	mu    sync.Mutex
@@ -277,8 +272,7 @@ func (o *readOnce) get(ctx context.Context, call spc.Call) ([]byte, error) {
 	return answer()
 }
 
-// podToken is the pod's own Vault token (the one this mount logged in
-// with), response-wrapped when the object sets wrapTTL.
+// podToken is the pod's own Vault token, response-wrapped with wrapTTL.
 func (m *Mounter) podToken(ctx context.Context, mt *mount, sess vault.Session, o spc.Object) (render.Fetched, error) {
 	token := sess.Token()
 	if o.WrapFor == 0 {
@@ -327,8 +321,7 @@ func (m *Mounter) read(ctx context.Context, mt *mount, sess vault.Session, key s
 	return body, err
 }
 
-// source is one request of a mount with its session: what the lease cache
-// reads and renews with.
+// source is one request of a mount with its session, for the lease cache.
 type source struct {
 	m    *Mounter
 	mt   *mount

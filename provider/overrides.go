@@ -14,8 +14,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
 
-// ErrPodOverride means a pod's volumeAttributes set a parameter that only
-// the SecretProviderClass (or the operator) may set.
+// ErrPodOverride means a pod set a parameter only the class may set.
 var ErrPodOverride = errors.New("parameter set by the pod")
 
 // ClassSource reads a SecretProviderClass's spec.parameters.
@@ -31,8 +30,7 @@ type OverridePolicy struct {
 	Classes ClassSource
 }
 
-// NewOverridePolicy allows pods to set the named sensitive parameters ("*":
-// all); a name that is not one of spc.SensitiveParameters is an error.
+// NewOverridePolicy allows pods to set the named sensitive parameters ("*": all).
 func NewOverridePolicy(allowed []string) (OverridePolicy, error) {
 	for _, name := range allowed {
 		if name != "*" && !slices.Contains(spc.SensitiveParameters, name) {
@@ -80,8 +78,7 @@ func (o OverridePolicy) check(ctx context.Context, p spc.Params) error {
 		ErrPodOverride, p.Pod, strings.Join(byPod, ", "), p.Class, strings.Join(byPod, ","))
 }
 
-// ErrPodIdentity means a mount request's pod attributes do not describe a
-// pod of this node as the Kubernetes API sees it.
+// ErrPodIdentity means a request's pod attributes name no pod of this node.
 var ErrPodIdentity = errors.New("pod attributes do not match the pod")
 
 // PodDirectory is this node's pods as the API sees them (kube.Pods).
@@ -92,13 +89,11 @@ type PodDirectory interface {
 	Lookup(uid string) (auth.Pod, bool)
 }
 
-// podSeenWithin is how long a mount waits for a new pod to reach the
-// watcher: the kubelet mounts volumes moments after the pod is bound.
+// podSeenWithin is how long a mount waits for a new pod to reach the watcher.
 const podSeenWithin = 3 * time.Second
 
-// checkPod refuses a request whose pod (uid, namespace, name, service
-// account) is not one of this node's pods: sessions, leases and tokens are
-// kept per pod, so a request must not speak for another pod.
+// checkPod refuses a request whose pod is not one of this node's: sessions,
+// leases and tokens are kept per pod, so none may speak for another.
 func (m *Mounter) checkPod(ctx context.Context, claimed auth.Pod) error {
 	if m.Pods == nil || !m.Pods.Synced() {
 		return nil

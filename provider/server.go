@@ -26,8 +26,7 @@ import (
 // RuntimeName is what Version reports.
 const RuntimeName = "vault-csi-provider"
 
-// grpcWindow is the HTTP/2 flow-control window of the driver's connection
-// and of each of its streams, in bytes.
+// grpcWindow is the HTTP/2 flow-control window of the connection and streams.
 const grpcWindow = 1 << 20
 
 // Server is the CSIDriverProvider gRPC service.
@@ -88,9 +87,8 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	return resp, nil
 }
 
-// recoverPanics answers Internal instead of letting one request's panic take
-// the node's provider down. The panic value is not logged: it may hold data
-// from the request.
+// recoverPanics answers Internal instead of letting a panic take the
+// provider down; the panic value, which may hold request data, is not logged.
 func recoverPanics(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {

@@ -1,6 +1,5 @@
-// Package vault talks to Vault's HTTP API: one client per connection
-// configuration, login to a JWT-based auth method, raw reads and writes, and
-// errors classified by what the user has to do about them.
+// Package vault talks to Vault through its API client: one client per
+// connection configuration, logins, reads, errors classified.
 package vault
 
 import (
@@ -22,8 +21,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/config"
 )
 
-// Clients hands out one Conn per connection configuration. It is safe for
-// concurrent use; the Conns it returns are shared.
+// Clients hands out one shared Conn per connection configuration.
 type Clients struct {
 	timeout time.Duration
 	cache   *lru.Cache[string, *Conn]
@@ -35,8 +33,7 @@ type Clients struct {
 	warned map[string]bool // address and warning, bounded by maxWarned
 }
 
-// maxWarned bounds the warnings remembered; past it a warning is not logged
-// again, so a tenant cycling addresses cannot fill the log or the memory.
+// maxWarned bounds the warnings remembered (a tenant may cycle addresses).
 const maxWarned = 1024
 
 // maxConnectionConfigs bounds the distinct Vault connection settings kept.
@@ -48,14 +45,12 @@ func NewClients(timeout time.Duration) *Clients {
 	return &Clients{timeout: timeout, cache: cache, warned: map[string]bool{}}
 }
 
-// Conn is the way to one Vault address with one connection configuration:
-// the Vault API client, with no token of its own.
+// Conn is the Vault API client of one connection configuration, with no token.
 type Conn struct {
 	api *api.Client
 }
 
-// API is the Vault API client of the connection. It has no token and must
-// not be modified.
+// API is the connection's Vault API client; it must not be modified.
 func (c *Conn) API() *api.Client { return c.api }
 
 // Get returns the Conn for cfg, whose settings come only from cfg. It is
@@ -75,8 +70,7 @@ func (c *Clients) Get(cfg config.Vault) (*Conn, error) {
 	return client, nil
 }
 
-// fileStamps is the size and modification time of each file named
-// (following symbolic links, as a Kubernetes Secret volume's are).
+// fileStamps is the size and modification time of each file (links followed).
 func fileStamps(paths ...string) string {
 	var b strings.Builder
 	for _, p := range paths {
@@ -153,12 +147,10 @@ func (c *Clients) build(cfg config.Vault) (*Conn, error) {
 	return &Conn{api: client}, nil
 }
 
-// MaxHeaderBytes bounds the response headers read of one answer (net/http's
-// own default is 1 MiB; Vault's headers are a few hundred bytes).
+// MaxHeaderBytes bounds an answer's headers (net/http's default is 1 MiB).
 const MaxHeaderBytes = 64 << 10
 
-// IdleConnsPerVault is how many idle connections to one Vault address are
-// kept for reuse.
+// IdleConnsPerVault is how many idle connections to one address are kept.
 const IdleConnsPerVault = 32
 
 // clientConfig is api.DefaultConfig without the process environment: only

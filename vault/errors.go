@@ -13,8 +13,7 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// Kinds of failure, for errors.Is. Each tells the user something different
-// to do.
+// Kinds of failure, for errors.Is: each asks the user for something else.
 var (
 	ErrPermissionDenied = errors.New("vault denied the request")
 	ErrInvalidRequest   = errors.New("vault rejected the request")
@@ -64,9 +63,8 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.Err}
 }
 
-// tlsFailure tells a failed TLS handshake: a certificate that does not
-// verify (ErrTLSVerify), or an alert from the server (ErrTLSRefused: crypto/tls
-// reports a received alert as a net.OpError "remote error"); else nil.
+// tlsFailure tells a certificate that does not verify (ErrTLSVerify) from a
+// server's alert (ErrTLSRefused: a net.OpError "remote error"); else nil.
 func tlsFailure(err error) error {
 	var (
 		verify   *tls.CertificateVerificationError
@@ -84,8 +82,8 @@ func tlsFailure(err error) error {
 	return nil
 }
 
-// classify turns what the Vault client returned into an *Error. redact is
-// removed from every message (the JWT sent at login).
+// classify turns what the Vault client returned into an *Error, with redact
+// (the login's JWT) removed from every message.
 func classify(ctx context.Context, op, method, path string, status int, err error, redact string) *Error {
 	e := &Error{Op: op, Method: method, Path: path, Status: status, Err: err}
 	var respErr *api.ResponseError
@@ -146,8 +144,7 @@ func cleanMessages(msgs []string) []string {
 	return out
 }
 
-// StatusClass is the HTTP status class of a call's outcome ("2xx", "4xx",
-// "5xx"), or "error" when Vault did not answer: a bounded metric label.
+// StatusClass is "2xx", "4xx", "5xx", or "error" without an answer: a metric label.
 func StatusClass(err error) string {
 	if err == nil {
 		return "2xx"

@@ -46,8 +46,7 @@ type Session struct {
 // Token is the session's Vault token.
 func (s Session) Token() string { return s.token }
 
-// On returns the session on base: the same token through base's connection
-// (its CA or client certificate files changed since the login).
+// On returns the session's token on base (rotated CA or client certificate files).
 func (s Session) On(base *Conn) Session {
 	s.client = base
 	return s
@@ -102,9 +101,8 @@ func Login(ctx context.Context, base *Conn, mount, role, jwt string) (Session, e
 	}, nil
 }
 
-// Do sends r with the session's token through the Vault API client (its
-// request building, X-Vault-Request, redirects to the active node and
-// retries) and returns the response body, read within its bound.
+// Do sends r with the session's token through the Vault API client
+// (X-Vault-Request, redirects, retries) and returns the bounded body.
 func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 	req := s.request(r.Method, r.Path)
 	if len(r.Query) > 0 {
@@ -144,8 +142,7 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 	return answer, nil
 }
 
-// readBody reads an answer of up to MaxResponseBytes (and one byte more,
-// to tell a larger one), in one buffer of the size Vault announced.
+// readBody reads up to MaxResponseBytes and one byte more, to tell a larger answer.
 func readBody(r io.Reader, length int64) ([]byte, error) {
 	if length < 0 || length > MaxResponseBytes {
 		return io.ReadAll(io.LimitReader(r, MaxResponseBytes+1))
@@ -158,8 +155,7 @@ func readBody(r io.Reader, length int64) ([]byte, error) {
 // IsPermissionDenied reports whether err is Vault's 403.
 func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }
 
-// RenewSelf renews the session's token by its original TTL and returns the
-// TTL Vault granted (less than asked for when the token's max TTL is near).
+// RenewSelf renews the session's token by its TTL and returns what Vault granted.
 func RenewSelf(ctx context.Context, s Session) (time.Duration, error) {
 	const path = "auth/token/renew-self"
 	secret, err := s.call(ctx, "renew", http.MethodPut, path, map[string]any{"increment": int(s.TTL / time.Second)}, "")
@@ -191,20 +187,17 @@ func RenewLease(ctx context.Context, s Session, leaseID string, increment time.D
 	return time.Duration(secret.LeaseDuration) * time.Second, nil
 }
 
-// LookupSelf asks Vault whether the session's token is still valid: nil
-// when it is, ErrPermissionDenied when Vault no longer knows it.
+// LookupSelf is nil while the token is valid, ErrPermissionDenied when Vault forgot it.
 func LookupSelf(ctx context.Context, s Session) error {
 	_, err := s.call(ctx, "lookup", http.MethodGet, "auth/token/lookup-self", nil, "")
 	return err
 }
 
-// MaxErrorBodyBytes bounds what is read of an error answer (status 400 and
-// above) and of a login's: Vault's own are a few hundred bytes to a few
-// KiB; a proxy's HTML page is not read further.
+// MaxErrorBodyBytes bounds what is read of an error answer (400 and above)
+// and of a login's: Vault's own are at most a few KiB.
 const MaxErrorBodyBytes = 64 << 10
 
-// smallAnswer marks a request whose answer is small however it ends (a
-// login): the API client reads it whole, twice over, before we see it.
+// smallAnswer marks a request whose answer is small however it ends (a login).
 type smallAnswer struct{}
 
 func expectSmallAnswer(ctx context.Context) context.Context {
@@ -214,9 +207,8 @@ func expectSmallAnswer(ctx context.Context) context.Context {
 // errBodyTooLarge is the error reading past a body's bound.
 var errBodyTooLarge = errors.New("vault response body over its bound")
 
-// boundedBodies is the Vault client's transport: no body of any answer
-// (logins, errors, reads, lease renewals) is read past its bound, whichever
-// code reads it, the API client's or ours.
+// boundedBodies is the Vault client's transport: no body is read past its
+// bound, whichever code reads it, the API client's or ours.
 type boundedBodies struct {
 	next http.RoundTripper
 }

@@ -27,9 +27,8 @@ var DefaultLimits = Limits{Steps: 50_000, Bytes: 32 << 20, Time: 2 * time.Second
 // ErrBudget means a template went over one of its Limits.
 var ErrBudget = errors.New("template over its budget")
 
-// Budget is what the templates of one mount may spend together: its steps
-// and bytes are shared, so that a class of many templates costs no more than
-// one. Templates of a mount run in parallel: it is guarded.
+// Budget is what the templates of one mount spend together (many templates
+// cost no more than one); safe for concurrent use.
 type Budget struct {
 	limits Limits
 
@@ -41,9 +40,7 @@ type Budget struct {
 // NewBudget starts a mount's budget.
 func NewBudget(limits Limits) *Budget { return &Budget{limits: limits} }
 
-// budget meters one execution against its mount's Budget; its clock is its
-// own. An execution runs in one goroutine ({{ secret }} returns before the
-// template goes on).
+// budget meters one execution, on one goroutine, against its mount's Budget.
 type budget struct {
 	ctx       context.Context
 	shared    *Budget
@@ -64,14 +61,11 @@ func (b *budget) running(now time.Time) time.Duration {
 	return now.Sub(b.start) - b.reading - b.throttled
 }
 
-// yieldEvery is how many steps a template runs before it yields its thread
-// (about 0.1 ms of work): other mounts' goroutines, waiting for a thread,
-// then wait microseconds, not the scheduler's 10 ms time slices.
+// yieldEvery is how many steps (about 0.1 ms) a template runs before it
+// yields its thread to other mounts.
 const yieldEvery = 64
 
-// A template that has run throttleAfter goes on at a quarter of a CPU: a
-// configuration file renders in well under it, and a template that spins
-// leaves the node's CPU to the other mounts.
+// A template that has run throttleAfter goes on at a quarter of a CPU.
 const (
 	throttleAfter = 10 * time.Millisecond
 	throttleRest  = 3 // pause this many times what was run since the last yield
@@ -97,8 +91,7 @@ func (b *budget) yield() error {
 	return nil
 }
 
-// step is the template's StepFunction: it prints nothing and stops the
-// execution when the mount is over or a limit is reached.
+// step is the StepFunction: it stops the execution at a limit or the mount's end.
 func (b *budget) step() (string, error) {
 	if err := b.ctx.Err(); err != nil {
 		return "", err
@@ -134,8 +127,7 @@ func (b *budget) spend(n int) error {
 	return nil
 }
 
-// overBytes is the error of a template whose next helper call would go over
-// Limits.Bytes.
+// overBytes is the error of a helper call that would go over Limits.Bytes.
 func (b *budget) overBytes() error {
 	return fmt.Errorf("%w: the mount's templates, their helpers and the secrets they read would take more than %d bytes", ErrBudget, b.shared.limits.Bytes)
 }
@@ -156,8 +148,7 @@ func (b *budget) refund(n int) {
 	s.mu.Unlock()
 }
 
-// produce runs f once n bytes are reserved for its result and keeps only
-// what the result takes: a helper never allocates more than the budget has.
+// produce runs f once n bytes are reserved and keeps what its result takes.
 func produce(b *budget, n int, f func() (string, error)) (string, error) {
 	if err := b.spend(n); err != nil {
 		return "", err
@@ -175,9 +166,8 @@ func timeReading[T any](b *budget, read func() (T, error)) (T, error) {
 	return v, err
 }
 
-// sizeOf estimates, from above, how many bytes printing v takes, indented
-// JSON included; it stops counting past limit, so that it costs at most
-// what it allows.
+// sizeOf bounds from above the bytes printing v takes (indented JSON too),
+// counting no further than limit.
 func sizeOf(v any, limit int) int {
 	n := 0
 	var walk func(rv reflect.Value, depth int)

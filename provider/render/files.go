@@ -27,16 +27,14 @@ const MaxResponseBytes = 4 << 20
 // ErrTooLarge means the files do not fit in one response to the driver.
 var ErrTooLarge = errors.New("mount response too large")
 
-// Fetched is what one object's Vault calls produced: a response body, a
-// rendered template, or a token; Versioned is what a template's version
-// covers besides its output.
+// Fetched is what one object's calls produced (a body, a template's output,
+// a token); Versioned is what a template's version covers besides its output.
 type Fetched struct {
 	Body      []byte
 	Versioned []byte
 }
 
-// extract is the object's file content and what its version covers: a
-// response is picked apart; a token or a template's output is the content.
+// extract is the object's content and what its version covers.
 func (f Fetched) extract(o spc.Object) (Extracted, error) {
 	if !o.VaultToken && o.Template == "" {
 		return Extract(o, f.Body)
@@ -45,9 +43,8 @@ func (f Fetched) extract(o spc.Object) (Extracted, error) {
 	return Extracted{Content: f.Body, Versioned: versioned}, nil
 }
 
-// Files builds the MountResponse: each object's files, with its mode
-// (filePermission, else defaultMode), and its version under key. fetched
-// gives what each object's calls produced.
+// Files builds the MountResponse: each object's files with its mode
+// (filePermission, else defaultMode) and its version under key.
 func Files(key []byte, objects []spc.Object, defaultMode fs.FileMode, fetched func(spc.Object) Fetched) (*v1alpha1.MountResponse, error) {
 	resp := &v1alpha1.MountResponse{}
 	paths := map[string]string{} // file path -> object, to catch clashes

@@ -14,14 +14,12 @@ import (
 // allocates past the Limits (printf "%999999999d", toJSONPretty of a deep
 // secret).
 
-// helperError is an error of one of our helpers; its text never holds a
-// value the template read.
+// helperError is a helper's error; its text holds no value the template read.
 type helperError struct{ msg string }
 
 func (e helperError) Error() string { return e.msg }
 
-// templateFuncs binds the helpers of spc.TemplateHelpers to b; secret is
-// bound per mount.
+// templateFuncs binds spc.TemplateHelpers to b; secret is bound per mount.
 func templateFuncs(b *budget, secret func(string, ...string) (*templateSecret, error)) template.FuncMap {
 	return template.FuncMap{
 		"secret":          secret,
@@ -40,8 +38,7 @@ func templateFuncs(b *budget, secret func(string, ...string) (*templateSecret, e
 	}
 }
 
-// meteredBuiltins replace text/template's own printing functions, which
-// would otherwise build strings of any size.
+// meteredBuiltins replace text/template's printing functions (unbounded otherwise).
 func meteredBuiltins(b *budget) template.FuncMap {
 	return template.FuncMap{
 		"printf": func(format string, args ...any) (string, error) {
@@ -64,8 +61,7 @@ func meter(b *budget, n int, f func() (string, error)) (string, error) {
 	return produce(b, n, f)
 }
 
-// helperStep counts a helper call as a step: calls nested in one action
-// ({{ f (f (f ...)) }}) are metered like actions.
+// helperStep counts a helper call as a step, nested calls included.
 func (b *budget) helperStep() error {
 	_, err := b.step()
 	return err
@@ -111,8 +107,7 @@ func toJSON(b *budget, marshal func(any) ([]byte, error)) func(any) (string, err
 	}
 }
 
-// changeCase reserves three bytes for one: an invalid UTF-8 byte becomes
-// U+FFFD.
+// changeCase reserves three bytes for one (invalid UTF-8 becomes U+FFFD).
 func changeCase(b *budget, f func(string) string) func(string) (string, error) {
 	return func(s string) (string, error) {
 		return meter(b, 3*len(s)+utf8.UTFMax, func() (string, error) { return f(s), nil })

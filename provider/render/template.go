@@ -20,8 +20,7 @@ import (
 // a secret with arguments is written (PUT). A missing key is an error naming
 // the object and the line.
 
-// templateSecret is what {{ secret }} returns: Vault's response, with the
-// field names templates use.
+// templateSecret is what {{ secret }} returns, with Vault Agent's field names.
 type templateSecret struct {
 	RequestID     string         `json:"request_id"`
 	LeaseID       string         `json:"lease_id"`
@@ -38,20 +37,17 @@ type Rendered struct {
 	Versioned []byte
 }
 
-// ReadFunc is how a template reads its secrets: the mount flow passes one in
-// that logs in, resolves KV paths, reuses leases and reads each call once.
+// ReadFunc reads a template's secrets (the mount flow's, with its session and caches).
 type ReadFunc func(ctx context.Context, c spc.Call) ([]byte, error)
 
-// readError marks an error of the ReadFunc, so that the mount's gRPC code
-// still says what went wrong (PermissionDenied, ...).
+// readError marks an error of the ReadFunc, for the mount's gRPC code.
 type readError struct{ err error }
 
 func (e readError) Error() string { return e.err.Error() }
 func (e readError) Unwrap() error { return e.err }
 
 // Template executes o's template within the mount's budget, reading secrets
-// through read. The execution stops, with nothing left running, at the first
-// step after ctx ends or a limit is reached.
+// through read; it stops at the first step past ctx's end or a limit.
 func Template(ctx context.Context, o spc.Object, read ReadFunc, mountBudget *Budget) (Rendered, error) {
 	b := newBudget(ctx, mountBudget)
 	secrets := secretReader{ctx: ctx, budget: b, read: read, seen: map[string]*readSecret{}}
@@ -69,9 +65,8 @@ func Template(ctx context.Context, o spc.Object, read ReadFunc, mountBudget *Bud
 	return Rendered{Output: out.Bytes(), Versioned: secrets.versioned()}, nil
 }
 
-// secretReader is {{ secret }} for one execution: each call is read and
-// decoded once, however often the template names it, and its data is
-// charged to the budget once.
+// secretReader is {{ secret }} for one execution: each call read, decoded
+// and charged to the budget once.
 type secretReader struct {
 	ctx    context.Context
 	budget *budget
@@ -117,8 +112,7 @@ func (r *secretReader) secret(path string, args ...string) (*templateSecret, err
 	return s.secret, nil
 }
 
-// decodeSecret reads Vault's response, numbers as written (1000000, not
-// 1e+06).
+// decodeSecret reads Vault's response, numbers as written (1000000, not 1e+06).
 func decodeSecret(c spc.Call, body []byte) (*readSecret, error) {
 	var raw struct {
 		templateSecret
@@ -153,8 +147,7 @@ func (r *secretReader) versioned() []byte {
 	return out.Bytes()
 }
 
-// boundedBuffer refuses to grow past limit: a template cannot make the
-// provider hold more than one response's worth of output.
+// boundedBuffer refuses to grow past limit (one response's worth).
 type boundedBuffer struct {
 	bytes.Buffer
 	budget *budget

@@ -56,9 +56,7 @@ type Object struct {
 	config []byte // Config, computed once for a parsed object
 }
 
-// Config is the object's configuration as JSON, the fields a user writes
-// (after normalizing), which its version covers: a parsed object's is
-// computed once, as every mount of its class needs it.
+// Config is the object's normalized fields as JSON, which its version covers.
 func (o Object) Config() []byte {
 	if o.config != nil {
 		return o.config
@@ -67,8 +65,7 @@ func (o Object) Config() []byte {
 	return b
 }
 
-// Call is one call to Vault's logical API that an object (or a template's
-// {{ secret }}) makes.
+// Call is one call to Vault's logical API of an object or a {{ secret }}.
 type Call struct {
 	Method string // GET, PUT or POST
 	Path   string // without /v1/ and without the query
@@ -78,9 +75,7 @@ type Call struct {
 	key string // Key, computed once for the calls of a parsed object
 }
 
-// Key is equal for the same call; secretArgs count, so two PKI
-// certificates with different common names are two calls. It is a hash:
-// secretArgs may hold values that must not sit in a cache key.
+// Key is equal for the same call, secretArgs included; a hash, as they may be secret.
 func (c Call) Key() string {
 	if c.key != "" {
 		return c.key
@@ -232,8 +227,7 @@ func (o *Object) normalizeTemplate() []error {
 	return problems
 }
 
-// fieldsSet returns those of the named fields the object sets, in order
-// (layout counts when it is directory).
+// fieldsSet returns those of the named fields the object sets.
 func (o *Object) fieldsSet(names ...string) []string {
 	set := map[string]bool{
 		"secretPath": o.Path != "", "secretKey": o.Key != "", "secretArgs": len(o.Args) > 0, "jsonPath": o.JSONPath != "",
@@ -290,8 +284,7 @@ func SplitSecretPath(p string) (string, url.Values, error) {
 	return p, query, nil
 }
 
-// ValidateObjectName applies the driver's rules for file paths, so that a
-// mount never fails later in the driver's writer.
+// ValidateObjectName applies the driver's rules for file paths.
 func ValidateObjectName(name string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("objectName %q %s", name, why)
@@ -319,9 +312,8 @@ func ValidateObjectName(name string) error {
 	return nil
 }
 
-// nestedNameConflicts finds objects whose file would be a directory of
-// another object's file ("a" and "a/b"). Each name's parent directories are
-// looked up in a set: linear in the total length of the names.
+// nestedNameConflicts finds a file that is another's directory ("a" and
+// "a/b"), in time linear in the names' length.
 func nestedNameConflicts(objects []Object) []error {
 	names := make(map[string]bool, len(objects))
 	for _, o := range objects {

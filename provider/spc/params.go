@@ -22,8 +22,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/config"
 )
 
-// ErrInvalidParameters marks a mount that cannot work as configured: the
-// SecretProviderClass or the pod's volume attributes must change.
+// ErrInvalidParameters marks a mount the class or the pod's attributes must change.
 var ErrInvalidParameters = errors.New("invalid SecretProviderClass parameters")
 
 // SecretProviderClass parameters, named as hashicorp/vault-csi-provider names them.
@@ -71,8 +70,7 @@ type Params struct {
 	attrs map[string]string // as the driver sent them, for the override check
 }
 
-// Attribute is a parameter as the driver sent it (the class's, or the
-// pod's volumeAttributes over it), and whether it was sent at all.
+// Attribute is a parameter as the driver sent it, and whether it was sent.
 func (p Params) Attribute(name string) (string, bool) {
 	v, ok := p.attrs[name]
 	return v, ok
@@ -97,8 +95,7 @@ var SensitiveParameters = []string{
 var KnownObjectFields = []string{"objectName", "secretPath", "secretKey", "secretArgs", "method", "encoding", "filePermission",
 	"template", "layout", "jsonPath", "vaultToken", "wrapTTL"}
 
-// unknownKeys lists the attributes that are neither parameters nor set by the
-// driver and kubelet, and the object fields that are not known.
+// unknownKeys lists unknown attributes and object fields (typos, most likely).
 func unknownKeys(attrs map[string]string, objectFields []string) []string {
 	var out []string
 	for k := range attrs {
@@ -123,23 +120,20 @@ type Parser struct {
 	parsed     *cache.Cache[parsedObjects] // nil: parse every time
 }
 
-// parsedObjects is a valid objects list as parsed: shared by every mount
-// that sends the same list, and so never changed once made.
+// parsedObjects is a valid parsed list, shared by mounts: never changed.
 type parsedObjects struct {
 	objects []Object
 	unknown []string
 	size    int64
 }
 
-// Bounds of the parsed lists a Parser keeps: a class's list is at most
-// MaxObjectsBytes, and its parsed form a few times that.
+// Bounds of the parsed lists a Parser keeps.
 const (
 	parsedListsKept  = 512
 	parsedListsBytes = 16 << 20
 )
 
-// NewParser returns a Parser that keeps the lists it parsed, least recently
-// used first out; maxObjects 0 is DefaultMaxObjects.
+// NewParser returns a Parser keeping the lists it parsed (LRU).
 func NewParser(maxObjects int) Parser {
 	return Parser{MaxObjects: maxObjects, parsed: cache.New(cache.Options[parsedObjects]{
 		MaxEntries: parsedListsKept,
@@ -148,9 +142,7 @@ func NewParser(maxObjects int) Parser {
 	})}
 }
 
-// objects parses raw, or returns the list parsed from the same text before.
-// The key is a hash of the text: a list names paths, not secrets, but
-// nothing of a request is kept as it came.
+// objects parses raw, or returns the list parsed from the same text (by hash).
 func (ps Parser) objects(raw string) ([]Object, []string, error) {
 	if ps.parsed == nil {
 		return parseObjects(raw, ps.maxObjects())
@@ -196,8 +188,7 @@ func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, 
 	return p, nil
 }
 
-// fromAttributes reads the fields that need no validation: the pod's
-// identity, the class and the Vault connection settings as written.
+// fromAttributes reads the fields that need no validation.
 func fromAttributes(attrs map[string]string) Params {
 	p := Params{
 		Class:    attrs[attrClassName],
@@ -225,8 +216,7 @@ func fromAttributes(attrs map[string]string) Params {
 	return p
 }
 
-// parseSettings validates the role, the auth mount, the Vault address, the
-// TLS switch and the driver's permission.
+// parseSettings validates the role, auth mount, address, TLS switch and permission.
 func (p *Params) parseSettings(attrs map[string]string, permission string) []error {
 	var problems []error
 	if p.Role == "" {
@@ -243,8 +233,8 @@ func (p *Params) parseSettings(attrs map[string]string, permission string) []err
 	return append(problems, mountErr, validateAddress(p.Vault.Address), skipErr, modeErr)
 }
 
-// parseTokens reads the service-account tokens the driver sent, in the
-// attributes and (driver v1.6 on Kubernetes 1.35+) in the secrets.
+// parseTokens reads the driver's tokens, from the attributes or (driver v1.6
+// on Kubernetes 1.35+) the secrets.
 func parseTokens(inAttributes, secretsJSON string) (map[string]auth.Token, error) {
 	var secrets map[string]string
 	if s := strings.TrimSpace(secretsJSON); s != "" && s != "null" {
@@ -278,9 +268,7 @@ func parseTokens(inAttributes, secretsJSON string) (map[string]auth.Token, error
 	return tokens, errors.Join(problems...)
 }
 
-// authMount resolves the login mount from the two parameters hashicorp's
-// provider accepts; "kubernetes", "auth/kubernetes" and "/auth/kubernetes/"
-// all name the same mount.
+// authMount resolves the login mount from hashicorp's two parameters.
 func authMount(authPath, kubernetesPath string) (string, error) {
 	if authPath != "" && kubernetesPath != "" {
 		return "", fmt.Errorf("%s and %s are both set (%q, %q): set only %s", paramAuthMount, paramKubernetesMount, authPath, kubernetesPath, paramAuthMount)
@@ -296,8 +284,7 @@ func authMount(authPath, kubernetesPath string) (string, error) {
 	return m, nil
 }
 
-// validateAddress checks a Vault address, or a comma-separated list of
-// addresses tried in order.
+// validateAddress checks a Vault address, or a comma-separated list.
 func validateAddress(addrs string) error {
 	if addrs == "" {
 		return nil
@@ -311,8 +298,7 @@ func validateAddress(addrs string) error {
 	return nil
 }
 
-// parsePermission reads the driver's permission, the decimal form of a file
-// mode ("420" is 0644).
+// parsePermission reads the driver's decimal file mode ("420" is 0644).
 func parsePermission(s string) (fs.FileMode, error) {
 	if s == "" {
 		return 0o644, nil
@@ -331,8 +317,7 @@ func (ps Parser) maxObjects() int {
 	return ps.MaxObjects
 }
 
-// ParseObjects reads and validates the objects parameter, with the default
-// bounds.
+// ParseObjects reads and validates the objects parameter (default bounds).
 func ParseObjects(raw string) ([]Object, error) {
 	objects, _, err := parseObjects(raw, DefaultMaxObjects)
 	return objects, err
@@ -342,8 +327,7 @@ func ParseObjects(raw string) ([]Object, error) {
 // about 0.3 µs a byte of YAML, no list costs more than half a CPU-second.
 const MaxObjectsBytes = 1 << 20
 
-// maxProblems is how many problems of an objects list are reported: a list
-// of 60,000 bad objects makes no megabyte error.
+// maxProblems is how many problems of an objects list are reported.
 const maxProblems = 20
 
 // parseObjects reads the objects parameter (YAML) and validates every
@@ -419,13 +403,11 @@ func unknownFields(i int, item map[string]any) []string {
 	return out
 }
 
-// stringFields are the object fields that hold text: YAML writes
-// secretKey: 2024 or method: yes unquoted, and the object means the text.
+// stringFields hold text even when YAML reads a number or a bool (secretKey: 2024).
 var stringFields = []string{"objectName", "secretPath", "secretKey", "method", "encoding", "template", "layout", "jsonPath", "wrapTTL"}
 
-// decodeObject fills o from one item of the list, as sigs.k8s.io/yaml
-// would decode it into Object: scalars become the text of string fields,
-// field names match regardless of case.
+// decodeObject fills o from one item, as sigs.k8s.io/yaml would: scalars
+// become text, field names match regardless of case.
 func decodeObject(item map[string]any, o *Object) error {
 	for k, v := range item {
 		if !slices.ContainsFunc(stringFields, func(f string) bool { return strings.EqualFold(f, k) }) {
@@ -452,8 +434,7 @@ func decodeObject(item map[string]any, o *Object) error {
 	return nil
 }
 
-// CheckParameters validates a SecretProviderClass's parameters as a mount
-// would, without a pod or Vault: for manifests, examples and tools.
+// CheckParameters validates a class's parameters as a mount would, for tools.
 func CheckParameters(parameters map[string]string) (Params, error) {
 	attrs, err := json.Marshal(parameters)
 	if err != nil {
@@ -463,8 +444,7 @@ func CheckParameters(parameters map[string]string) (Params, error) {
 }
 
 // NewMountRequest builds the MountRequest the driver would send for a pod
-// mounting class: the class's parameters, the pod's identity and its token
-// for audience (none: the provider mints one).
+// mounting class, with its token for audience (none: one is minted).
 func NewMountRequest(params map[string]string, class string, pod auth.Pod, audience string, token auth.Token) (*v1alpha1.MountRequest, error) {
 	attrs := map[string]string{
 		attrClassName:      class,
@@ -492,9 +472,7 @@ func NewMountRequest(params map[string]string, class string, pod auth.Pod, audie
 	return &v1alpha1.MountRequest{Attributes: string(a), Secrets: "null", Permission: "420", TargetPath: "/unused"}, nil
 }
 
-// decodeStrings reads a JSON object of strings, as the driver sends the
-// attributes and secrets. Its errors never quote the input, which may hold
-// a token.
+// decodeStrings reads a JSON object of strings; errors never quote the input.
 func decodeStrings(raw string) (map[string]string, error) {
 	var m map[string]string
 	if err := json.Unmarshal([]byte(raw), &m); err != nil {

@@ -9,16 +9,14 @@ import (
 	"text/template/parse"
 )
 
-// TemplateHelpers are the functions a template may call besides
-// text/template's own (index, len, printf, eq, ...) and secret; the renderer
-// binds them (provider/render), this list is the language's vocabulary.
+// TemplateHelpers are the functions templates may call besides text/template's
+// own; provider/render binds them.
 var TemplateHelpers = []string{
 	"secret", "base64Encode", "base64Decode", "base64URLEncode", "base64URLDecode", "toJSON", "toJSONPretty",
 	"toLower", "toUpper", "trimSpace", "split", "join", "replaceAll",
 }
 
-// helperStubs lets a template parse: text/template checks at parse time only
-// that each function it calls exists.
+// helperStubs lets a template parse (only the names are checked then).
 func helperStubs() template.FuncMap {
 	m := template.FuncMap{}
 	for _, name := range TemplateHelpers {
@@ -91,10 +89,8 @@ func stepAction(tree *parse.Tree, pos parse.Pos) *parse.ActionNode {
 	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos, Cmds: []*parse.CommandNode{cmd}}}
 }
 
-// checkRanges allows {{ range }} only over data: a field of a secret
-// (.Data.data.list, $s.Data.keys) or split's result. Ranging over a number
-// ({{ range 1000000000000 }}) would keep a node's provider busy for hours,
-// for every pod on it.
+// checkRanges allows {{ range }} only over a secret's data or split's result:
+// {{ range 1000000000000 }} would keep the node's provider busy for hours.
 func checkRanges(tree *parse.Tree, n parse.Node) error {
 	if r, ok := n.(*parse.RangeNode); ok && !rangesOverData(r.Pipe) {
 		loc, _ := tree.ErrorContext(r)
@@ -133,8 +129,7 @@ func rangesOverData(p *parse.PipeNode) bool {
 	return false
 }
 
-// TrimTemplateError drops text/template's own "template: " prefix and keeps
-// the error's chain (ErrTooLarge, Vault's errors).
+// TrimTemplateError drops text/template's "template: " prefix, keeping the chain.
 func TrimTemplateError(err error) error {
 	return trimmedError{msg: strings.TrimPrefix(err.Error(), "template: "), err: err}
 }

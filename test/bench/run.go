@@ -265,8 +265,7 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	go func() { _ = cmd.Wait(); logFile.Close() }()
-	return cmd, nil
+	return cmd, nil // its callers Wait; the log file closes with the bench
 }
 
 func (b *bench) print() {

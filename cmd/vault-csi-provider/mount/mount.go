@@ -70,8 +70,7 @@ func parseMountFlags(args []string, getenv func(string) string, stderr io.Writer
 	return f, checkOut(f.out, f.force)
 }
 
-// checkOut refuses an --out that is a symbolic link (the files would land
-// wherever it points) or a directory with files in it, unless forced.
+// checkOut refuses an --out that is a symbolic link, or not empty unless forced.
 func checkOut(dir string, force bool) error {
 	info, err := os.Lstat(dir)
 	switch {
@@ -94,8 +93,7 @@ func checkOut(dir string, force bool) error {
 	return nil
 }
 
-// Run is `vault-csi-provider mount`: the tool to run when a pod
-// is stuck in ContainerCreating.
+// Run is the command: the tool for a pod stuck in ContainerCreating.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f, err := parseMountFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
