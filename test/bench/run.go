@@ -258,8 +258,7 @@ func startProviderProcess(bin, dir, name, socket string, r *rig.Rig, extra []str
 	// last value of a name counts).
 	cmd.Env = append([]string{"POD_NAMESPACE=" + rig.ProviderNamespace, "GOMAXPROCS=" + chartGOMAXPROCS}, env...)
 	// Its output goes through a pipe, read here into the file, as a
-	// container runtime reads it: a write straight to a file can stall for
-	// milliseconds when the kernel flushes, which no pod's provider meets.
+	// container runtime reads a pod's.
 	out := struct{ io.Writer }{logFile}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
