@@ -374,7 +374,9 @@ install_provider() {
 # rules, pod veths): up records it, down compares.
 host_state() {
 	echo "# iptables"
-	iptables-save 2>/dev/null | grep -vE '^#|^:|KUBE-|CNI-' | sed 's/\[[0-9]*:[0-9]*\]//'
+	# No table loaded yet (nothing on the host has used iptables) prints
+	# nothing, and grep then fails: that is an empty state, not an error.
+	{ iptables-save 2>/dev/null || true; } | { grep -vE '^#|^:|KUBE-|CNI-' || true; } | sed 's/\[[0-9]*:[0-9]*\]//'
 	echo "# links"
 	ip -o link show | awk -F': ' '{print $2}' | grep -v '^veth' | sed 's/@.*//' | sort
 	echo "# routes"
