@@ -51,7 +51,7 @@ const StepFunction = "_step"
 func meter(tree *parse.Tree, n parse.Node) {
 	list, ok := n.(*parse.ListNode)
 	if !ok || list == nil {
-		eachList(n, func(l *parse.ListNode) error { meter(tree, l); return nil })
+		_ = eachList(n, func(l *parse.ListNode) error { meter(tree, l); return nil }) // meter fails never
 		return
 	}
 	nodes := make([]parse.Node, 0, 2*len(list.Nodes)+1)
