@@ -95,6 +95,8 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 	sessions, leases := newCaches(proc, kubeClient, m, log)
 	clients := vault.NewClients(proc.VaultTimeout)
 	clients.Log = log.With("component", "vault")
+	clients.Reach = vault.Reach{Allowed: proc.AllowedVaultAddresses}
+	clients.TLSFileDirs = proc.TLSFileDirs
 	directory, err := watch(ctx, proc, kubeClients, sessions, leases, &overrides, log)
 	if err != nil {
 		return nil, nil, nil, err

@@ -19,7 +19,7 @@ type Process struct {
 	LogLevel                                                                           slog.Level
 	CacheSize, ReadConcurrency, LoginConcurrency, MountConcurrency, MaxObjects         int
 	VaultTimeout, RenewInterval, VaultHealthInterval                                   time.Duration
-	AllowPodOverrides                                                                  []string
+	AllowPodOverrides, AllowedVaultAddresses, TLSFileDirs                              []string
 	PrintVersion, TokenRequestFallback                                                 bool
 	LeaseMinRemaining                                                                  float64
 	MountMaxBytes, LeaseCacheMaxBytes                                                  int64
@@ -114,14 +114,21 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&p.TokenRequestFallback, "token-request-fallback", false, "when the driver sent no token for a class's audience, mint one with the TokenRequest API (needs create on serviceaccounts/token for every service account); off, such a mount fails and says to add the audience to the CSIDriver's tokenRequests")
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
 	fs.Float64Var(&p.LeaseMinRemaining, "lease-min-remaining", DefaultLeaseMinRemaining, "a leased secret (database credentials, PKI certificate) is returned again while more than this fraction of its TTL is left; below it the lease is renewed, or the secret read anew")
-	fs.Func("allow-pod-overrides", "comma-separated sensitive parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass (vaultAddress and the TLS parameters, listed in docs/security.md), or * for all (default: none)", func(v string) error {
+	fs.Func("allow-pod-overrides", "comma-separated sensitive parameters pods may set in their volumeAttributes although they differ from the SecretProviderClass (vaultAddress and the TLS parameters, listed in docs/security.md), or * for all (default: none)", list(&p.AllowPodOverrides))
+	fs.Func("allowed-vault-addresses", "comma-separated Vault addresses classes may name and Vault may redirect to: https://host[:port], host or *.domain (default: any, but never a link-local or cloud metadata address unless an entry names it)", list(&p.AllowedVaultAddresses))
+	fs.Func("tls-file-dirs", "comma-separated directories the CA, CA directory and client certificate files classes name must lie in, links resolved (default: anywhere in the provider's container)", list(&p.TLSFileDirs))
+}
+
+// list appends a flag's comma-separated values to to.
+func list(to *[]string) func(string) error {
+	return func(v string) error {
 		for _, f := range strings.Split(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
-				p.AllowPodOverrides = append(p.AllowPodOverrides, f)
+				*to = append(*to, f)
 			}
 		}
 		return nil
-	})
+	}
 }
 
 // register adds the flags read into r: the Vault layer and the log level.

@@ -41,7 +41,7 @@ func Code(err error) codes.Code {
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
-	case errors.Is(err, auth.ErrLoginDenied):
+	case errors.Is(err, auth.ErrLoginDenied), errors.Is(err, vault.ErrNotAllowed):
 		return codes.PermissionDenied
 	case errors.Is(err, spc.ErrInvalidParameters), errors.Is(err, vault.ErrInvalidRequest), errors.Is(err, render.ErrDecode):
 		return codes.InvalidArgument

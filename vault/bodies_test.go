@@ -2,10 +2,12 @@ package vault
 
 import (
 	"context"
+	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -70,38 +72,48 @@ func TestBodiesAreBounded(t *testing.T) {
 }
 
 // A server in place of Vault that answers with one endless header (a real
-// Vault cannot be made to): the read fails once MaxHeaderBytes are read,
-// having held no more than that.
+// Vault cannot be made to), over plain http and over TLS: the read fails
+// once MaxHeaderBytes are read, having held no more than that.
 func TestHeadersAreBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Endless: ")
+		chunk := []byte(strings.Repeat("a", 64<<10))
+		for sent := 0; sent < 256<<20; sent += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_, _ = c.Read(make([]byte, 4096))
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Endless: ")
-				chunk := []byte(strings.Repeat("a", 64<<10))
-				for sent := 0; sent < 256<<20; sent += len(chunk) {
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	base, err := NewClients(20 * time.Second).Get(config.Vault{Address: "http://" + ln.Addr().String()})
-	require.NoError(t, err)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	_, err = Do(context.Background(), Session{client: base, token: "t"}, Request{Method: http.MethodGet, Path: "secret/data/app"})
-	runtime.ReadMemStats(&after)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "header")
-	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "read at most the header bound, not 256 MiB")
+	}))
+	for _, tls := range []bool{false, true} {
+		addr, ca := "http://", ""
+		if tls {
+			srv = httptest.NewUnstartedServer(srv.Config.Handler)
+			srv.StartTLS()
+			addr, ca = "", writeCA(t, srv)
+		} else {
+			srv.Start()
+		}
+		base, err := NewClients(20 * time.Second).Get(config.Vault{Address: addr + strings.TrimPrefix(srv.URL, "http://"), CACert: ca})
+		require.NoError(t, err)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = Do(context.Background(), Session{client: base, token: "t"}, Request{Method: http.MethodGet, Path: "secret/data/app"})
+		runtime.ReadMemStats(&after)
+		require.Error(t, err, "tls %v", tls)
+		assert.Contains(t, err.Error(), "header")
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "tls %v: read at most the header bound, not 256 MiB", tls)
+		srv.Close()
+	}
+}
+
+// writeCA writes srv's certificate as a CA file.
+func writeCA(t *testing.T, srv *httptest.Server) string {
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+	return caFile
 }

@@ -83,11 +83,20 @@ func tlsFailure(err error) error {
 }
 
 // classify turns what the Vault client returned into an *Error, with redact
-// (the login's JWT) removed from every message.
-func classify(ctx context.Context, op, method, path string, status int, err error, redact string) *Error {
-	e := &Error{Op: op, Method: method, Path: path, Status: status, Err: err}
+// (the login's JWT) removed from every message. Of an answer that is not
+// Vault's JSON it keeps the status, content type and length, never the text:
+// whatever answered may have put anything there.
+func classify(ctx context.Context, op, method, path string, resp *api.Response, err error, redact string) *Error {
+	e := &Error{Op: op, Method: method, Path: path, Err: err}
+	if resp != nil && resp.Response != nil {
+		e.Status = resp.StatusCode
+	}
 	var respErr *api.ResponseError
 	switch {
+	case errors.As(err, &respErr) && respErr.RawError:
+		e.Status = respErr.StatusCode
+		e.Detail = fmt.Sprintf("an answer that is not Vault's (%q, %d bytes): check vaultAddress points at Vault's API", contentType(resp), len(strings.Join(respErr.Errors, "")))
+		e.Err = errors.New(e.Detail) // respErr quotes the body
 	case errors.As(err, &respErr):
 		e.Status = respErr.StatusCode
 		e.Detail = strings.Join(cleanMessages(respErr.Errors), "; ")
@@ -154,4 +163,11 @@ func StatusClass(err error) string {
 		return fmt.Sprintf("%dxx", e.Status/100)
 	}
 	return "error"
+}
+
+func contentType(resp *api.Response) string {
+	if resp == nil || resp.Response == nil {
+		return ""
+	}
+	return resp.Header.Get("Content-Type")
 }

@@ -68,7 +68,7 @@ func (s Session) call(ctx context.Context, op, method, path string, body map[str
 			return nil, fmt.Errorf("%s %s: %w", op, path, err)
 		}
 	}
-	resp, err := s.client.api.RawRequestWithContext(expectSmallAnswer(ctx), r) //nolint:staticcheck // the only client call that takes a request with its own token
+	resp, err := s.client.api.RawRequestWithContext(expectSmallAnswer(marked(ctx, method)), r) //nolint:staticcheck // the only client call that takes a request with its own token
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -77,7 +77,7 @@ func (s Session) call(ctx context.Context, op, method, path string, body map[str
 		secret, err = api.ParseSecret(resp.Body)
 	}
 	if err != nil {
-		return nil, classify(ctx, op, method, path, 0, err, redact)
+		return nil, classify(ctx, op, method, path, resp, err, redact)
 	}
 	return secret, nil
 }
@@ -116,12 +116,12 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 			return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
 		}
 	}
-	resp, err := s.client.api.RawRequestWithContext(ctx, req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
+	resp, err := s.client.api.RawRequestWithContext(marked(ctx, r.Method), req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
 	if resp != nil {
 		defer resp.Body.Close()
 	}
 	if err != nil {
-		return nil, classify(ctx, "read", r.Method, r.Path, 0, err, "")
+		return nil, classify(ctx, "read", r.Method, r.Path, resp, err, "")
 	}
 	if resp.StatusCode == http.StatusNoContent {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrEmptyResponse,
@@ -129,7 +129,7 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 	}
 	answer, err := readBody(resp.Body, resp.ContentLength)
 	if err != nil {
-		return nil, classify(ctx, "read", r.Method, r.Path, resp.StatusCode, err, "")
+		return nil, classify(ctx, "read", r.Method, r.Path, resp, err, "")
 	}
 	if len(answer) > MaxResponseBytes {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrTooLarge,
@@ -249,3 +249,11 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 }
 
 func (b *boundedBody) Close() error { return b.body.Close() }
+
+// marked tells the retry policy that a request may change something.
+func marked(ctx context.Context, method string) context.Context {
+	if method == http.MethodGet {
+		return ctx
+	}
+	return context.WithValue(ctx, mayChange{}, true)
+}
