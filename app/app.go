@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -110,6 +112,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 			Leases:          leases,
 			Metrics:         m,
 			Overrides:       overrides,
+			AnswersMaxBytes: answersMaxBytes(proc.AnswersMaxBytes),
 			Pods:            directory,
 			Log:             log.With("component", "mount"),
 			ReadConcurrency: proc.ReadConcurrency,
@@ -286,4 +289,13 @@ func newLogger(proc config.Process, w io.Writer) *slog.Logger {
 		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(h)
+}
+
+// answersMaxBytes is -answers-max-bytes, by default a quarter of the
+// memory limit the chart gives the runtime (GOMEMLIMIT).
+func answersMaxBytes(flag int64) int64 {
+	if limit := debug.SetMemoryLimit(-1); flag == 0 && limit < math.MaxInt64 {
+		return max(limit/4, 2<<20)
+	}
+	return flag // 0: provider.DefaultAnswersMaxBytes
 }

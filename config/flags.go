@@ -22,7 +22,7 @@ type Process struct {
 	AllowPodOverrides, AllowedVaultAddresses, TLSFileDirs                              []string
 	PrintVersion, TokenRequestFallback                                                 bool
 	LeaseMinRemaining                                                                  float64
-	MountMaxBytes, LeaseCacheMaxBytes                                                  int64
+	MountMaxBytes, LeaseCacheMaxBytes, AnswersMaxBytes                                 int64
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -110,6 +110,7 @@ func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&p.MountConcurrency, "mount-concurrency", DefaultMountConcurrency, "mounts served at once, all pods together; the driver's further calls wait on its side for a turn (HTTP/2 streams), so a burst of pods costs the provider at most this many mounts' memory")
 	p.MountMaxBytes, p.LeaseCacheMaxBytes = DefaultMountMaxBytes, DefaultLeaseCacheBytes
 	fs.Func("mount-max-bytes", "the Vault answers one mount may hold together, e.g. 16Mi (default 16Mi); over it the mount fails ResourceExhausted", byteSize(&p.MountMaxBytes))
+	fs.Func("answers-max-bytes", "the Vault answers all mounts may hold at once, e.g. 32Mi, one namespace half of it; bytes are held before they are read, and a mount over it fails ResourceExhausted (default: a quarter of GOMEMLIMIT, which the chart sets to the container's memory limit, else 32Mi)", byteSize(&p.AnswersMaxBytes))
 	fs.Func("lease-cache-max-bytes", "the leased answers (database credentials, certificates) kept for reuse, all pods together, e.g. 16Mi (default 16Mi); the least recently used go first", byteSize(&p.LeaseCacheMaxBytes))
 	fs.BoolVar(&p.TokenRequestFallback, "token-request-fallback", false, "when the driver sent no token for a class's audience, mint one with the TokenRequest API (needs create on serviceaccounts/token for every service account); off, such a mount fails and says to add the audience to the CSIDriver's tokenRequests")
 	fs.IntVar(&p.MaxObjects, "max-objects", DefaultMaxObjects, "objects one mount may list; a longer list is refused before any Vault call")
@@ -181,6 +182,7 @@ func (p *Process) validate() []error {
 	bad(p.LoginConcurrency < 1 || p.LoginConcurrency > 1024, "-login-concurrency: %d: use 1 to 1024", p.LoginConcurrency)
 	bad(p.MountConcurrency < 1 || p.MountConcurrency > 10_000, "-mount-concurrency: %d: use 1 to 10000", p.MountConcurrency)
 	bad(p.MountMaxBytes < 1<<20, "-mount-max-bytes: %d: use 1Mi or more", p.MountMaxBytes)
+	bad(p.AnswersMaxBytes != 0 && p.AnswersMaxBytes < 2<<20, "-answers-max-bytes: %d: use 2Mi or more", p.AnswersMaxBytes)
 	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
 	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)

@@ -53,7 +53,7 @@ func Code(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, auth.ErrNoToken):
 		return codes.FailedPrecondition
-	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, render.ErrBudget):
+	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, render.ErrBudget), errors.Is(err, ErrAnswersBusy):
 		return codes.ResourceExhausted
 	}
 	return codes.Internal

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,18 +57,29 @@ type Mounter struct {
 	// MountMaxBytes bounds the Vault answers one mount holds together
 	// (-mount-max-bytes); zero is DefaultMountMaxBytes.
 	MountMaxBytes int64
+	// AnswersMaxBytes bounds the Vault answers all mounts hold together
+	// (-answers-max-bytes); zero is DefaultAnswersMaxBytes.
+	AnswersMaxBytes int64
 
 	kv KVPaths
 
-	templatesOnce sync.Once
-	templates     *templateSlots
+	limitsOnce sync.Once
+	templates  *templateSlots
+	answers    *answerBytes
 }
 
-// templateSlots are half the processors the provider may run on (GOMAXPROCS).
-func (m *Mounter) templateSlots() *templateSlots {
-	m.templatesOnce.Do(func() { m.templates = newTemplateSlots(runtime.GOMAXPROCS(0)) })
-	return m.templates
+// limits makes the node-wide bounds on first use: template slots, half the
+// processors the provider may run on (GOMAXPROCS), and the answers' bytes.
+func (m *Mounter) limits() (*templateSlots, *answerBytes) {
+	m.limitsOnce.Do(func() {
+		m.templates = newTemplateSlots(runtime.GOMAXPROCS(0))
+		m.answers = newAnswerBytes(cmp.Or(m.AnswersMaxBytes, DefaultAnswersMaxBytes))
+	})
+	return m.templates, m.answers
 }
+
+// DefaultAnswersMaxBytes is Mounter.AnswersMaxBytes when it is not set.
+const DefaultAnswersMaxBytes = 32 << 20
 
 // mount holds one mount's resolved inputs.
 type mount struct {
@@ -78,6 +90,26 @@ type mount struct {
 	// connKey is cfg.ConnectionKey(), computed once.
 	connKey string
 	log     *slog.Logger
+	held    atomic.Int64 // bytes of Vault answers held, in m.answers too
+}
+
+// hold reserves n bytes of an answer from path against the mount's bound
+// and the node's, before they are read.
+func (m *Mounter) hold(mt *mount, path string) func(n int64) error {
+	limit := m.mountMaxBytes()
+	return func(n int64) error {
+		if mt.held.Add(n) > limit {
+			mt.held.Add(-n)
+			return fmt.Errorf("%w: this mount's Vault answers take more than %d bytes (the provider's -mount-max-bytes), at %s: read fewer or smaller secrets, or split them over several volumes",
+				render.ErrTooLarge, limit, path)
+		}
+		_, answers := m.limits()
+		if err := answers.hold(mt.params.Pod.Namespace, n); err != nil {
+			mt.held.Add(-n)
+			return err
+		}
+		return nil
+	}
 }
 
 // Mount reads every object of a parsed request from Vault and returns the files.
@@ -110,6 +142,9 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 			return nil, fmt.Errorf("%w: %w", spc.ErrInvalidParameters, err)
 		}
 		bodies, err := m.readWithSession(ctx, mt, base)
+		if mt.held.Load() > 0 {
+			defer m.answers.release(params.Pod.Namespace, mt.held.Load())
+		}
 		if err == nil {
 			return m.respond(ctx, mt, bodies)
 		}
@@ -210,16 +245,10 @@ type fetch func(context.Context) (render.Fetched, error)
 
 // tasks are the mount's distinct fetches, by fetchKey.
 func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
-	var held atomic.Int64 // bytes of the answers read so far
-	limit := m.mountMaxBytes()
 	once := newReadOnce(func(ctx context.Context, key string, c spc.Call) ([]byte, error) {
 		body, err := m.read(ctx, mt, sess, key, c)
 		if err != nil {
 			return nil, explainRead(err, mt, c)
-		}
-		if held.Add(int64(len(body))) > limit {
-			return nil, fmt.Errorf("%w: this mount's Vault answers take more than %d bytes (the provider's -mount-max-bytes), at %s: read fewer or smaller secrets, or split them over several volumes",
-				render.ErrTooLarge, limit, c.Path)
 		}
 		return body, nil
 	})
@@ -231,7 +260,8 @@ func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) { return m.podToken(ctx, mt, sess, o) }
 		case o.Template != "":
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) {
-				release, err := m.templateSlots().acquire(ctx, mt.params.Pod.Namespace)
+				templates, _ := m.limits()
+				release, err := templates.acquire(ctx, mt.params.Pod.Namespace)
 				if err != nil {
 					return render.Fetched{}, fmt.Errorf("object %q: waiting to run its template: %w", o.Name, err)
 				}
@@ -301,6 +331,7 @@ func (m *Mounter) podToken(ctx context.Context, mt *mount, sess vault.Session, o
 // key is c.Key(), before KV v2 path resolution.
 func (m *Mounter) read(ctx context.Context, mt *mount, sess vault.Session, key string, c spc.Call) ([]byte, error) {
 	r := vaultRequest(c)
+	r.Hold = m.hold(mt, c.Path)
 	if r.Method == http.MethodGet {
 		r.Path = m.kv.Resolve(ctx, sess, mt.connKey, r.Path, func(err error) {
 			m.Metrics.VaultRequest("mount_lookup", vault.StatusClass(err))

@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
@@ -61,4 +63,44 @@ func (s *templateSlots) acquire(ctx context.Context, namespace string) (release 
 		ns.sem.Release(1)
 		leave()
 	}, nil
+}
+
+// ErrAnswersBusy means the node's budget for Vault answers held at once is
+// spent by other mounts (or this namespace's half of it): a retry later fits.
+var ErrAnswersBusy = errors.New("the provider's memory for Vault answers is in use")
+
+// answerBytes bounds the bytes of Vault answers all mounts hold at once
+// (-answers-max-bytes), and one namespace's part to half of them. Bytes are
+// held before they are read and released when the mount has answered.
+// Safe for concurrent use.
+type answerBytes struct {
+	mu          sync.Mutex
+	total, held int64
+	namespaces  map[string]int64 // only while held: bounded by the mounts in flight
+}
+
+func newAnswerBytes(total int64) *answerBytes {
+	return &answerBytes{total: total, namespaces: map[string]int64{}}
+}
+
+func (a *answerBytes) hold(namespace string, n int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ns := a.namespaces[namespace]
+	if a.held+n > a.total || ns+n > a.total/2 {
+		return fmt.Errorf("%w: mounts hold %d of its %d bytes (-answers-max-bytes), namespace %s %d of its half: the driver retries the mount",
+			ErrAnswersBusy, a.held, a.total, namespace, ns)
+	}
+	a.held += n
+	a.namespaces[namespace] = ns + n
+	return nil
+}
+
+func (a *answerBytes) release(namespace string, n int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.held -= n
+	if a.namespaces[namespace] -= n; a.namespaces[namespace] <= 0 {
+		delete(a.namespaces, namespace)
+	}
 }

@@ -3,12 +3,14 @@ package vault
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +118,43 @@ func writeCA(t *testing.T, srv *httptest.Server) string {
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
 	return caFile
+}
+
+// An answer's bytes are held before they are read: with or without a
+// Content-Length, a read whose Hold says no stops there, having allocated
+// about what was held, not the 8 MiB the server sends.
+func TestAnswersAreHeldBeforeTheyAreRead(t *testing.T) {
+	const size = 8 << 20
+	for _, withLength := range []bool{true, false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if withLength {
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+			}
+			chunk := []byte(strings.Repeat(" ", 64<<10))
+			for sent := 0; sent < size; sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}))
+		conn, err := NewClients(10 * time.Second).Get(config.Vault{Address: srv.URL})
+		require.NoError(t, err)
+		var held int64
+		refusal := errors.New("over the planted bound")
+		hold := func(n int64) error {
+			if held+n > 1<<20 {
+				return refusal
+			}
+			held += n
+			return nil
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = Do(context.Background(), Session{client: conn, token: "t"}, Request{Method: http.MethodGet, Path: "secret/data/big", Hold: hold})
+		runtime.ReadMemStats(&after)
+		require.ErrorIs(t, err, refusal, "Content-Length %v", withLength)
+		assert.LessOrEqual(t, held, int64(1<<20))
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(3<<20), "Content-Length %v", withLength)
+		srv.Close()
+	}
 }

@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +24,9 @@ type Request struct {
 	Body   map[string]any // sent as JSON with PUT and POST
 	// WrapTTL asks Vault to response-wrap the answer for this long.
 	WrapTTL time.Duration
+	// Hold, if set, reserves n more bytes of the answer before they are
+	// read; its error ends the read.
+	Hold func(n int64) error
 }
 
 // Session is a Vault token obtained by a login, sent on each request through
@@ -127,7 +129,10 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 		return nil, &Error{Op: "read", Method: r.Method, Path: r.Path, Status: resp.StatusCode, Kind: ErrEmptyResponse,
 			Detail: "the path answered with no data: check that it is a path that returns a secret"}
 	}
-	answer, err := readBody(resp.Body, resp.ContentLength)
+	answer, err := readBody(resp.Body, resp.ContentLength, r.Hold)
+	if why, ok := err.(refused); ok {
+		return nil, why.err
+	}
 	if err != nil {
 		return nil, classify(ctx, "read", r.Method, r.Path, resp, err, "")
 	}
@@ -142,15 +147,49 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 	return answer, nil
 }
 
-// readBody reads up to MaxResponseBytes and one byte more, to tell a larger answer.
-func readBody(r io.Reader, length int64) ([]byte, error) {
-	if length < 0 || length > MaxResponseBytes {
-		return io.ReadAll(io.LimitReader(r, MaxResponseBytes+1))
+// readBody reads up to MaxResponseBytes and one byte more, to tell a larger
+// answer, holding each buffer before it is allocated: the Content-Length at
+// once, else 4 KiB, doubled as the answer arrives.
+func readBody(r io.Reader, length int64, hold func(int64) error) ([]byte, error) {
+	if hold == nil {
+		hold = func(int64) error { return nil }
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, length+1))
-	_, err := buf.ReadFrom(io.LimitReader(r, MaxResponseBytes+1))
-	return buf.Bytes(), err
+	size := int64(4 << 10)
+	if length >= 0 && length <= MaxResponseBytes {
+		size = length + 1
+	}
+	if err := hold(size); err != nil {
+		return nil, refused{err}
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			more := min(int64(cap(buf)), MaxResponseBytes+1-int64(cap(buf)))
+			if more <= 0 {
+				return buf, nil // Do tells the answer is over MaxResponseBytes
+			}
+			if err := hold(more); err != nil {
+				return nil, refused{err}
+			}
+			grown := make([]byte, len(buf), int64(cap(buf))+more)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
+
+// refused is Hold's error.
+type refused struct{ err error }
+
+func (r refused) Error() string { return r.err.Error() }
 
 // IsPermissionDenied reports whether err is Vault's 403.
 func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }

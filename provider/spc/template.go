@@ -32,13 +32,68 @@ func ParseTemplate(name, text string) (*template.Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("template: %w", TrimTemplateError(err))
 	}
-	if err := checkRanges(t.Tree, t.Root); err != nil {
-		return nil, fmt.Errorf("template: %w", err)
-	}
 	for _, tt := range t.Templates() { // the template and those it defines
+		if err := checkRanges(tt.Tree, tt.Root); err != nil {
+			return nil, fmt.Errorf("template: %w", err)
+		}
+	}
+	if _, err := callDepth(t, t.Name(), map[string]int{}); err != nil {
+		return nil, fmt.Errorf("template: %s: %w", name, err)
+	}
+	for _, tt := range t.Templates() {
 		meter(tt.Tree, tt.Root)
 	}
 	return t, nil
+}
+
+// MaxTemplateDepth bounds how deep {{ template }} calls nest, so that a
+// template's stack is bounded by its text, not by the step budget.
+const MaxTemplateDepth = 16
+
+// callDepth is how deep name's {{ template }} calls nest (itself counted);
+// a template that calls itself, directly or not, is refused: one that did
+// grew 32 MiB of stack before its step budget stopped it.
+func callDepth(t *template.Template, name string, depths map[string]int) (int, error) {
+	if d, ok := depths[name]; ok {
+		if d < 0 {
+			return 0, fmt.Errorf("%q calls itself: templates may not recurse", name)
+		}
+		return d, nil
+	}
+	depths[name] = -1 // on the path
+	deepest := 0
+	if tt := t.Lookup(name); tt != nil && tt.Tree != nil {
+		for _, callee := range calls(tt.Root, nil) {
+			d, err := callDepth(t, callee, depths)
+			if err != nil {
+				return 0, err
+			}
+			deepest = max(deepest, d)
+		}
+	}
+	if deepest+1 > MaxTemplateDepth {
+		return 0, fmt.Errorf("{{ template }} calls nest over %d deep from %q", MaxTemplateDepth, name)
+	}
+	depths[name] = deepest + 1
+	return deepest + 1, nil
+}
+
+// calls appends the templates n calls with {{ template }} to out.
+func calls(n parse.Node, out []string) []string {
+	switch n := n.(type) {
+	case *parse.TemplateNode:
+		return append(out, n.Name)
+	case *parse.ListNode:
+		if n == nil {
+			return out
+		}
+		for _, c := range n.Nodes {
+			out = calls(c, out)
+		}
+		return out
+	}
+	_ = eachList(n, func(l *parse.ListNode) error { out = calls(l, out); return nil }) // fails never
+	return out
 }
 
 // StepFunction is called before every node a template executes and every

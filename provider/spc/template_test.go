@@ -1,6 +1,8 @@
 package spc
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -40,4 +42,29 @@ func TestStepFunctionIsNotCallable(t *testing.T) {
 	for _, tt := range parsed.Templates() {
 		assert.Contains(t, tt.Root.String(), StepFunction, "template %q is metered", tt.Name())
 	}
+}
+
+// A template's stack is bounded by its text: {{ template }} calls may not
+// recurse, directly or through others, nor nest more than MaxTemplateDepth.
+func TestTemplatesCannotRecurse(t *testing.T) {
+	chain := func(n int) string {
+		var b strings.Builder
+		for i := range n - 1 {
+			fmt.Fprintf(&b, `{{ define "t%d" }}{{ template "t%d" }}{{ end }}`, i, i+1)
+		}
+		fmt.Fprintf(&b, `{{ define "t%d" }}x{{ end }}{{ template "t0" }}`, n-1)
+		return b.String()
+	}
+	for text, want := range map[string]string{
+		`{{ define "r" }}{{ if . }}{{ template "r" (slice . 1) }}{{ end }}{{ end }}{{ template "r" "aaa" }}`: `"r" calls itself`,
+		`{{ define "a" }}{{ with . }}{{ template "b" . }}{{ end }}{{ end }}{{ define "b" }}{{ range . }}{{ else }}{{ template "a" . }}{{ end }}{{ end }}{{ template "a" . }}`: "calls itself",
+		`{{ template "y" }}{{ define "y" }}{{ template "y" }}{{ end }}`: `"y" calls itself`,
+		chain(MaxTemplateDepth): "nest over 16 deep",
+	} {
+		_, err := ParseTemplate("x", text)
+		require.Error(t, err, text)
+		assert.Contains(t, err.Error(), want)
+	}
+	_, err := ParseTemplate("x", chain(MaxTemplateDepth-1))
+	assert.NoError(t, err, "15 nested calls and the template itself")
 }
