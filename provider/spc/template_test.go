@@ -56,9 +56,9 @@ func TestTemplatesCannotRecurse(t *testing.T) {
 		return b.String()
 	}
 	for text, want := range map[string]string{
-		`{{ define "r" }}{{ if . }}{{ template "r" (slice . 1) }}{{ end }}{{ end }}{{ template "r" "aaa" }}`: `"r" calls itself`,
+		`{{ define "r" }}{{ if . }}{{ template "r" (slice . 1) }}{{ end }}{{ end }}{{ template "r" "aaa" }}`:                                                                  `"r" calls itself`,
 		`{{ define "a" }}{{ with . }}{{ template "b" . }}{{ end }}{{ end }}{{ define "b" }}{{ range . }}{{ else }}{{ template "a" . }}{{ end }}{{ end }}{{ template "a" . }}`: "calls itself",
-		`{{ template "y" }}{{ define "y" }}{{ template "y" }}{{ end }}`: `"y" calls itself`,
+		`{{ template "y" }}{{ define "y" }}{{ template "y" }}{{ end }}`:                                                                                                       `"y" calls itself`,
 		chain(MaxTemplateDepth): "nest over 16 deep",
 	} {
 		_, err := ParseTemplate("x", text)
