@@ -19,6 +19,7 @@ import (
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/fair"
 	"github.com/vaultcsi/vault-csi-provider/health"
 	"github.com/vaultcsi/vault-csi-provider/kube"
 	"github.com/vaultcsi/vault-csi-provider/lease"
@@ -123,6 +124,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		MountTimeout:     mountTimeout,
 		Parser:           spc.NewParser(proc.MaxObjects),
 		MountConcurrency: proc.MountConcurrency,
+		Mounts:           fair.NewSlots(proc.MountConcurrency, proc.MountConcurrency/2),
 	}
 	return srv, m, clients, nil
 }

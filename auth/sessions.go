@@ -12,6 +12,7 @@ import (
 
 	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/fair"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/vault"
 )
@@ -53,7 +54,7 @@ type Sessions struct {
 	cache   *cache.Cache[cachedSession]
 	now     func() time.Time
 	serials atomic.Uint64 // the last Session.Serial given
-	logins  chan struct{} // a slot per login in flight; nil: no bound
+	logins  *fair.Slots   // a slot per login in flight; nil: no bound
 	// LoginTimeout bounds a shared login, which outlives any one caller's context.
 	LoginTimeout time.Duration
 	// Renew and Revoke talk to Vault; tests may replace them.
@@ -68,9 +69,10 @@ type Sessions struct {
 
 // cachedSession is immutable: a renewal stores a new one.
 type cachedSession struct {
-	session vault.Session
-	pod     string
-	expires time.Time // zero: no expiry
+	session   vault.Session
+	pod       string
+	namespace string
+	expires   time.Time // zero: no expiry
 }
 
 // left is the part of the token's TTL still ahead, as a fraction.
@@ -87,6 +89,8 @@ func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 	s.cache = cache.New(cache.Options[cachedSession]{
 		MaxEntries: size,
 		Now:        func() time.Time { return s.now() },
+		// A namespace logging in as many identities pushes out its own.
+		Owner: func(cs cachedSession) string { return cs.namespace },
 		OnEvict: func(_ string, cs cachedSession) {
 			s.Metrics.CacheEvent("token", "eviction")
 			// Its own context: the mount that evicted it may end first; a
@@ -100,22 +104,24 @@ func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 	return s
 }
 
-// LimitLogins bounds the logins in flight at once to n (-login-concurrency).
+// LimitLogins bounds the logins in flight at once to n (-login-concurrency),
+// a quarter of them to one namespace: a namespace whose Vault never answers
+// waits behind itself, and the others still log in.
 func (s *Sessions) LimitLogins(n int) {
 	if n > 0 {
-		s.logins = make(chan struct{}, n)
+		s.logins = fair.NewSlots(n, n/4)
 	}
 }
 
 // login runs one login in its turn.
-func (s *Sessions) login(ctx context.Context, login loginFunc) (vault.Session, error) {
+func (s *Sessions) login(ctx context.Context, namespace string, login loginFunc) (vault.Session, error) {
 	if s.logins != nil {
-		select {
-		case s.logins <- struct{}{}:
-			defer func() { <-s.logins }()
-		case <-ctx.Done():
-			return vault.Session{}, fmt.Errorf("waiting for a turn to log in (-login-concurrency=%d logins at once are in flight): %w", cap(s.logins), context.Cause(ctx))
+		release, err := s.logins.Acquire(ctx, namespace)
+		if err != nil {
+			return vault.Session{}, fmt.Errorf("waiting for a turn to log in (-login-concurrency=%d logins at once, %d of namespace %s, are in flight): %w",
+				s.logins.Size(), s.logins.Share(), namespace, context.Cause(ctx))
 		}
+		defer release()
 	}
 	return login(ctx)
 }
@@ -136,12 +142,12 @@ func (s *Sessions) get(ctx context.Context, id Identity, login loginFunc) (sessi
 			return result{sess, false}, nil
 		}
 		s.Metrics.CacheEvent("token", "miss")
-		sess, err := s.login(opCtx, login)
+		sess, err := s.login(opCtx, id.Pod.Namespace, login)
 		if err != nil {
 			return nil, err
 		}
 		sess.Serial = s.serials.Add(1)
-		s.store(key, id.Pod.UID, sess)
+		s.store(key, id.Pod, sess)
 		return result{sess, true}, nil
 	})
 	if err != nil {
@@ -267,11 +273,11 @@ func (s *Sessions) lookup(key string) (cachedSession, bool) {
 	return cs, ok
 }
 
-func (s *Sessions) store(key, pod string, sess vault.Session) {
+func (s *Sessions) store(key string, pod Pod, sess vault.Session) {
 	if s.cache == nil {
 		return
 	}
-	cs := cachedSession{session: sess, pod: pod}
+	cs := cachedSession{session: sess, pod: pod.UID, namespace: pod.Namespace}
 	if sess.TTL > 0 {
 		cs.expires = s.now().Add(sess.TTL)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,31 +181,44 @@ func TestEvictedTokensAreRevoked(t *testing.T) {
 	assert.False(t, fresh)
 }
 
-// TestLoginsAreBounded: 60 new identities at once with LimitLogins(4): all
-// get a token, never more than 4 logins run at once; a login that cannot
-// get its turn before its deadline says which flag bounds it.
+// TestLoginsAreBounded: 60 new identities of 4 namespaces at once with
+// LimitLogins(8): all get a token, never more than 8 logins run at once, 2
+// of one namespace; a login that cannot get its turn before its deadline
+// says which flag bounds it.
 func TestLoginsAreBounded(t *testing.T) {
 	s := NewSessions(100, 5*time.Second)
-	s.LimitLogins(4)
-	var inFlight, most atomic.Int32
-	login := func(context.Context) (vault.Session, error) {
-		n := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+	s.LimitLogins(8)
+	var mu sync.Mutex
+	inFlight := map[string]int{}
+	most, mostOfOne := 0, 0
+	login := func(ns string) loginFunc {
+		return func(context.Context) (vault.Session, error) {
+			mu.Lock()
+			inFlight[ns]++
+			inFlight[""]++
+			most, mostOfOne = max(most, inFlight[""]), max(mostOfOne, inFlight[ns])
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			mu.Lock()
+			inFlight[ns]--
+			inFlight[""]--
+			mu.Unlock()
+			return vault.Session{TTL: time.Hour}, nil
 		}
-		time.Sleep(5 * time.Millisecond)
-		return vault.Session{TTL: time.Hour}, nil
 	}
 	var wg sync.WaitGroup
 	for i := range 60 {
 		wg.Go(func() {
-			_, fresh, err := s.get(context.Background(), identity(fmt.Sprint(i)), login)
+			id := identity(fmt.Sprint(i))
+			id.Pod.Namespace = fmt.Sprint("ns-", i%4)
+			_, fresh, err := s.get(context.Background(), id, login(id.Pod.Namespace))
 			assert.NoError(t, err)
 			assert.True(t, fresh)
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, int32(4), most.Load(), "logins in flight at once")
+	assert.Equal(t, 8, most, "logins in flight at once")
+	assert.Equal(t, 2, mostOfOne, "logins of one namespace in flight at once")
 	assert.Equal(t, 60, s.Len())
 
 	blocked := NewSessions(100, 50*time.Millisecond)
@@ -217,8 +231,49 @@ func TestLoginsAreBounded(t *testing.T) {
 		})
 	}()
 	time.Sleep(10 * time.Millisecond)
-	_, _, err := blocked.get(context.Background(), identity("waiting"), login)
+	_, _, err := blocked.get(context.Background(), identity("waiting"), login("demo"))
 	close(release)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "-login-concurrency=1")
+}
+
+// TestANamespaceEvictsOnlyItsOwnTokens: with the cache full of another
+// namespace's tokens, a namespace logging in as 2,000 identities (any pod
+// may set roleName) pushes out and revokes only its own.
+func TestANamespaceEvictsOnlyItsOwnTokens(t *testing.T) {
+	s := NewSessions(1000, time.Second)
+	var mu sync.Mutex
+	revoked := map[string]int{}
+	s.Revoke = func(_ context.Context, sess vault.Session) error {
+		mu.Lock()
+		revoked[strings.SplitN(sess.Accessor, "/", 2)[0]]++
+		mu.Unlock()
+		return nil
+	}
+	login := func(ns, uid string) error {
+		id := identity(uid)
+		id.Pod.Namespace = ns
+		_, _, err := s.get(context.Background(), id, func(context.Context) (vault.Session, error) {
+			return vault.Session{TTL: time.Hour, Accessor: ns + "/" + uid}, nil
+		})
+		return err
+	}
+	for i := range 10 {
+		require.NoError(t, login("victim", fmt.Sprint(i)))
+	}
+	for i := range 2000 {
+		require.NoError(t, login("hostile", fmt.Sprint(i)))
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return revoked["hostile"] == 1010 }, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	assert.Zero(t, revoked["victim"], "no token of the other namespace revoked")
+	mu.Unlock()
+	assert.Equal(t, 1000, s.Len())
+	for i := range 10 {
+		id := identity(fmt.Sprint(i))
+		id.Pod.Namespace = "victim"
+		_, fresh, err := s.get(context.Background(), id, nil)
+		require.NoError(t, err)
+		assert.False(t, fresh, "the victim's token is still cached")
+	}
 }

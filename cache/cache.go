@@ -33,29 +33,38 @@ type Options[V any] struct {
 	OnEvict func(key string, v V)
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Owner, if set, names who an entry counts for (a namespace): the
+	// bounds then push out the least recently used entry of the owner
+	// holding the most (entries, or bytes when over MaxBytes), so that one
+	// owner adding many pushes out only its own.
+	Owner func(V) string
 }
 
 // Cache is safe for concurrent use; an expired entry is dropped when next looked at.
 type Cache[V any] struct {
 	opts  Options[V]
 	mu    sync.Mutex
-	lru   *simplelru.LRU[string, entry[V]] // nil when the cache keeps nothing
-	bytes int64
-	group singleflight.Group
+	lru    *simplelru.LRU[string, entry[V]] // nil when the cache keeps nothing
+	bytes  int64
+	owners map[string]*held // with Options.Owner: what each owner holds
+	group  singleflight.Group
 }
 
 type entry[V any] struct {
 	value   V
 	expires time.Time // zero: never
 	size    int64
+	owner   string
 }
+
+type held struct{ entries, bytes int64 }
 
 // New returns an empty cache.
 func New[V any](opts Options[V]) *Cache[V] {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Cache[V]{opts: opts}
+	c := &Cache[V]{opts: opts, owners: map[string]*held{}}
 	if opts.MaxEntries > 0 {
 		c.lru, _ = simplelru.NewLRU[string, entry[V]](opts.MaxEntries+1, nil) // fails only for size <= 0; we evict first
 	}
@@ -94,7 +103,7 @@ func (c *Cache[V]) get(key string, touch bool) (V, bool) {
 // Add keeps v under key until expires (zero: never), evicting the least
 // recently used beyond the bounds; a value over MaxBytes alone is not kept.
 func (c *Cache[V]) Add(key string, v V, expires time.Time) {
-	e := entry[V]{value: v, expires: expires, size: c.size(v)}
+	e := entry[V]{value: v, expires: expires, size: c.size(v), owner: c.owner(v)}
 	var evicted []evictee[V]
 	c.mu.Lock()
 	if c.lru == nil || (c.opts.MaxBytes > 0 && e.size > c.opts.MaxBytes) {
@@ -104,16 +113,20 @@ func (c *Cache[V]) Add(key string, v V, expires time.Time) {
 			c.remove(key, old)
 			evicted = append(evicted, evictee[V]{key, old.value})
 		}
-		for c.lru.Len() >= c.opts.MaxEntries || (c.opts.MaxBytes > 0 && c.bytes+e.size > c.opts.MaxBytes) {
-			k, old, ok := c.lru.RemoveOldest()
+		for {
+			overBytes := c.opts.MaxBytes > 0 && c.bytes+e.size > c.opts.MaxBytes
+			if c.lru.Len() < c.opts.MaxEntries && !overBytes {
+				break
+			}
+			k, old, ok := c.victim(overBytes)
 			if !ok {
 				break
 			}
-			c.bytes -= old.size
+			c.remove(k, old)
 			evicted = append(evicted, evictee[V]{k, old.value})
 		}
 		c.lru.Add(key, e)
-		c.bytes += e.size
+		c.account(e, 1)
 	}
 	c.mu.Unlock()
 	if c.opts.OnEvict != nil {
@@ -139,8 +152,9 @@ func (c *Cache[V]) Replace(key string, v V, expires time.Time) bool {
 	if !ok {
 		return false
 	}
-	e := entry[V]{value: v, expires: expires, size: c.size(v)}
-	c.bytes += e.size - old.size
+	e := entry[V]{value: v, expires: expires, size: c.size(v), owner: old.owner}
+	c.account(old, -1)
+	c.account(e, 1)
 	c.lru.Add(key, e)
 	return true
 }
@@ -240,7 +254,62 @@ func (c *Cache[V]) Do(ctx context.Context, flight string, timeout time.Duration,
 
 func (c *Cache[V]) remove(key string, e entry[V]) {
 	c.lru.Remove(key)
-	c.bytes -= e.size
+	c.account(e, -1)
+}
+
+// account adds (sign 1) or takes away (-1) e's weight.
+func (c *Cache[V]) account(e entry[V], sign int64) {
+	c.bytes += sign * e.size
+	if c.opts.Owner == nil {
+		return
+	}
+	h := c.owners[e.owner]
+	if h == nil {
+		h = &held{}
+		c.owners[e.owner] = h
+	}
+	h.entries += sign
+	h.bytes += sign * e.size
+	if h.entries <= 0 {
+		delete(c.owners, e.owner)
+	}
+}
+
+// victim is the entry the bounds push out: the least recently used of the
+// owner holding the most (bytes when byBytes), or of all without owners.
+func (c *Cache[V]) victim(byBytes bool) (string, entry[V], bool) {
+	k, oldest, ok := c.lru.GetOldest()
+	if !ok || c.opts.Owner == nil {
+		return k, oldest, ok
+	}
+	weight := func(h *held) int64 {
+		if byBytes {
+			return h.bytes
+		}
+		return h.entries
+	}
+	most := oldest.owner
+	for owner, h := range c.owners {
+		if weight(h) > weight(c.owners[most]) {
+			most = owner
+		}
+	}
+	if most == oldest.owner {
+		return k, oldest, true
+	}
+	for _, k := range c.lru.Keys() { // oldest first
+		if e, _ := c.lru.Peek(k); e.owner == most {
+			return k, e, true
+		}
+	}
+	return k, oldest, true
+}
+
+func (c *Cache[V]) owner(v V) string {
+	if c.opts.Owner == nil {
+		return ""
+	}
+	return c.opts.Owner(v)
 }
 
 func (c *Cache[V]) size(v V) int64 {

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,4 +116,32 @@ func TestDoRecoversPanics(t *testing.T) {
 	v, err := c.Do(context.Background(), "k", time.Minute, func(context.Context) (any, error) { return 1, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 1, v, "the key works again")
+}
+
+// With owners, the bounds push out the entries of the owner holding the
+// most (entries, or bytes over MaxBytes): one owner adding many pushes out
+// its own, never another's, even the least recently used.
+func TestOwnersPushOutTheirOwn(t *testing.T) {
+	for _, byBytes := range []bool{false, true} {
+		opts := Options[string]{MaxEntries: 10, Owner: func(v string) string { return v[:1] }}
+		if byBytes {
+			opts = Options[string]{MaxEntries: 1000, MaxBytes: 100, Size: func(v string) int64 { return 10 }, Owner: opts.Owner}
+		}
+		var evicted []string
+		opts.OnEvict = func(_ string, v string) { evicted = append(evicted, v) }
+		c := New(opts)
+		c.Add("a1", "a1", time.Time{})
+		c.Add("a2", "a2", time.Time{})
+		for i := range 50 {
+			c.Add(fmt.Sprint("b", i), fmt.Sprint("b", i), time.Time{})
+		}
+		for _, k := range []string{"a1", "a2", "b49"} {
+			_, ok := c.Peek(k)
+			assert.True(t, ok, "%s kept (bytes %v)", k, byBytes)
+		}
+		assert.Len(t, evicted, 42)
+		for _, v := range evicted {
+			assert.Equal(t, "b", v[:1])
+		}
+	}
 }

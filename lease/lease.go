@@ -93,9 +93,12 @@ type Cache struct {
 // staticCallsKept bounds the calls remembered as static.
 const staticCallsKept = 1024
 
+// Pod is whose a leased answer is: the cache is shared fairly by namespace.
+type Pod struct{ Namespace, UID string }
+
 // entry is immutable: a renewal or a new Get stores a new one.
 type entry struct {
-	pod     string
+	pod     Pod
 	src     Source // from the latest Get, with that mount's token
 	body    []byte
 	info    Info // TTL is the lease's first TTL: the reference for MinRemaining
@@ -114,6 +117,7 @@ func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 		Size:       func(e entry) int64 { return int64(len(e.body) + entryOverhead) },
 		Now:        func() time.Time { return c.now() },
 		OnEvict:    func(string, entry) { c.Metrics.CacheEvent("lease", "eviction") },
+		Owner:      func(e entry) string { return e.pod.Namespace },
 	})
 	c.static = cache.New(cache.Options[struct{}]{MaxEntries: staticCallsKept})
 	return c
@@ -121,7 +125,7 @@ func NewCache(size int, maxBytes int64, minRemaining float64) *Cache {
 
 // Get returns the response for key (pod, Vault identity and request; call:
 // the request alone), reusing, renewing or reading it.
-func (c *Cache) Get(ctx context.Context, pod, key, call string, src Source) ([]byte, Outcome, error) {
+func (c *Cache) Get(ctx context.Context, pod Pod, key, call string, src Source) ([]byte, Outcome, error) {
 	if e, ok := c.fresh(key); ok {
 		return e.body, Reused, nil
 	}
@@ -165,7 +169,7 @@ func (c *Cache) Get(ctx context.Context, pod, key, call string, src Source) ([]b
 }
 
 // keep stores a leased response, or remembers that call answers without one.
-func (c *Cache) keep(pod, key, call string, src Source, body []byte, info Info) {
+func (c *Cache) keep(pod Pod, key, call string, src Source, body []byte, info Info) {
 	if !info.Leased() {
 		c.Forget(key)
 		c.static.Add(call, struct{}{}, time.Time{})
@@ -217,7 +221,7 @@ func (c *Cache) Forget(key string) { c.cache.Remove(key) }
 
 // ForgetPod drops every entry of the pod with uid.
 func (c *Cache) ForgetPod(uid string) int {
-	return len(c.cache.RemoveFunc(func(_ string, e entry) bool { return e.pod == uid }))
+	return len(c.cache.RemoveFunc(func(_ string, e entry) bool { return e.pod.UID == uid }))
 }
 
 // Len is the number of kept responses.

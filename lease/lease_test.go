@@ -86,11 +86,11 @@ func TestCacheLifecycle(t *testing.T) {
 			c := NewCache(10, 0, 0.33)
 			c.now = clk.Now
 			v := tc.vault
-			_, out, err := c.Get(context.Background(), "pod", "k", "k", sourceFuncs{v.renew, v.read})
+			_, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "k", "k", sourceFuncs{v.renew, v.read})
 			require.NoError(t, err)
 			assert.Equal(t, Read, out)
 			clk.Add(tc.after)
-			body, out, err := c.Get(context.Background(), "pod", "k", "k", sourceFuncs{v.renew, v.read})
+			body, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "k", "k", sourceFuncs{v.renew, v.read})
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantOutcome, out)
 			assert.Contains(t, string(body), tc.wantUser)
@@ -105,7 +105,7 @@ func TestCacheStaticSecretsAreNotKept(t *testing.T) {
 	var reads atomic.Int32
 	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(`{"data":{"data":{"a":"b"}}}`), nil }
 	for range 3 {
-		_, out, err := c.Get(context.Background(), "pod", "k", "k", sourceFuncs{nil, read})
+		_, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "k", "k", sourceFuncs{nil, read})
 		require.NoError(t, err)
 		assert.Equal(t, Read, out)
 	}
@@ -125,7 +125,7 @@ func TestCacheConcurrent(t *testing.T) {
 	for i := range 300 {
 		pod := []string{"a", "b", "c"}[i%3]
 		wg.Go(func() {
-			_, _, err := c.Get(context.Background(), pod, pod+"/db", pod+"/db", sourceFuncs{vaults[pod].renew, vaults[pod].read})
+			_, _, err := c.Get(context.Background(), Pod{UID: pod}, pod+"/db", pod+"/db", sourceFuncs{vaults[pod].renew, vaults[pod].read})
 			assert.NoError(t, err)
 		})
 	}
@@ -144,10 +144,10 @@ func TestRenewDue(t *testing.T) {
 	c := NewCache(10, 0, 0.33)
 	c.now = clk.Now
 	due, fresh := &vaultLike{renewable: true, grant: time.Minute}, &vaultLike{renewable: true, grant: time.Minute}
-	_, _, err := c.Get(context.Background(), "pod", "due", "due", sourceFuncs{due.renew, due.read})
+	_, _, err := c.Get(context.Background(), Pod{UID: "pod"}, "due", "due", sourceFuncs{due.renew, due.read})
 	require.NoError(t, err)
 	clk.Add(35 * time.Second)
-	_, _, err = c.Get(context.Background(), "pod", "fresh", "fresh", sourceFuncs{fresh.renew, fresh.read})
+	_, _, err = c.Get(context.Background(), Pod{UID: "pod"}, "fresh", "fresh", sourceFuncs{fresh.renew, fresh.read})
 	require.NoError(t, err)
 
 	c.RenewDue(context.Background())
@@ -155,7 +155,7 @@ func TestRenewDue(t *testing.T) {
 	assert.Equal(t, int32(0), fresh.renewals.Load(), "just read")
 
 	clk.Add(30 * time.Second) // 65s after the first read, past its first 60s: alive only thanks to the renewal
-	_, out, err := c.Get(context.Background(), "pod", "due", "due", sourceFuncs{due.renew, due.read})
+	_, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "due", "due", sourceFuncs{due.renew, due.read})
 	require.NoError(t, err)
 	assert.Equal(t, Reused, out)
 	assert.Equal(t, int32(1), due.reads.Load())
@@ -170,14 +170,14 @@ func TestCacheBoundedByBytes(t *testing.T) {
 	var reads atomic.Int32
 	read := func(context.Context) ([]byte, error) { reads.Add(1); return []byte(big), nil }
 	for i := range 20 {
-		_, _, err := c.Get(context.Background(), "pod", fmt.Sprintf("cert-%d", i), fmt.Sprintf("cert-%d", i), sourceFuncs{nil, read})
+		_, _, err := c.Get(context.Background(), Pod{UID: "pod"}, fmt.Sprintf("cert-%d", i), fmt.Sprintf("cert-%d", i), sourceFuncs{nil, read})
 		require.NoError(t, err)
 	}
 	assert.LessOrEqual(t, c.Len(), 6, "64 KiB hold six answers of 10 KiB, not twenty")
-	_, out, err := c.Get(context.Background(), "pod", "cert-19", "cert-19", sourceFuncs{nil, read})
+	_, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "cert-19", "cert-19", sourceFuncs{nil, read})
 	require.NoError(t, err)
 	assert.Equal(t, Reused, out, "the latest is kept")
-	_, out, err = c.Get(context.Background(), "pod", "cert-0", "cert-0", sourceFuncs{nil, read})
+	_, out, err = c.Get(context.Background(), Pod{UID: "pod"}, "cert-0", "cert-0", sourceFuncs{nil, read})
 	require.NoError(t, err)
 	assert.Equal(t, Read, out, "the oldest was pushed out")
 }
@@ -197,15 +197,15 @@ func TestStaticCallsAreReadDirectly(t *testing.T) {
 		return []byte(`{"lease_id":"","lease_duration":0,"data":{"data":{"a":"b"}}}`), nil
 	}
 	for range 3 {
-		_, out, err := c.Get(context.Background(), "pod", "pod k", "k", sourceFuncs{nil, read})
+		_, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "pod k", "k", sourceFuncs{nil, read})
 		require.NoError(t, err)
 		assert.Equal(t, Read, out)
 	}
 	leased.Store(true)
-	_, out, err := c.Get(context.Background(), "pod", "pod k", "k", sourceFuncs{nil, read})
+	_, out, err := c.Get(context.Background(), Pod{UID: "pod"}, "pod k", "k", sourceFuncs{nil, read})
 	require.NoError(t, err)
 	assert.Equal(t, Read, out)
-	_, out, err = c.Get(context.Background(), "pod", "pod k", "k", sourceFuncs{nil, read})
+	_, out, err = c.Get(context.Background(), Pod{UID: "pod"}, "pod k", "k", sourceFuncs{nil, read})
 	require.NoError(t, err)
 	assert.Equal(t, Reused, out, "the lease it answered with is kept")
 	assert.Equal(t, int32(4), reads.Load())

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/vaultcsi/vault-csi-provider/auth"
+	"github.com/vaultcsi/vault-csi-provider/fair"
 	"github.com/vaultcsi/vault-csi-provider/provider/render"
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 	"github.com/vaultcsi/vault-csi-provider/vault"
@@ -53,7 +54,7 @@ func Code(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, auth.ErrNoToken):
 		return codes.FailedPrecondition
-	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, render.ErrBudget), errors.Is(err, ErrAnswersBusy):
+	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, render.ErrBudget), errors.Is(err, fair.ErrBytesBusy), errors.Is(err, ErrNamespaceBusy):
 		return codes.ResourceExhausted
 	}
 	return codes.Internal

@@ -22,6 +22,7 @@ import (
 	"github.com/vaultcsi/vault-csi-provider/auth"
 	"github.com/vaultcsi/vault-csi-provider/cache"
 	"github.com/vaultcsi/vault-csi-provider/config"
+	"github.com/vaultcsi/vault-csi-provider/fair"
 	"github.com/vaultcsi/vault-csi-provider/lease"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/render"
@@ -64,16 +65,17 @@ type Mounter struct {
 	kv KVPaths
 
 	limitsOnce sync.Once
-	templates  *templateSlots
-	answers    *answerBytes
+	templates  *fair.Slots
+	answers    *fair.Bytes
 }
 
 // limits makes the node-wide bounds on first use: template slots, half the
-// processors the provider may run on (GOMAXPROCS), and the answers' bytes.
-func (m *Mounter) limits() (*templateSlots, *answerBytes) {
+// processors the provider may run on (GOMAXPROCS), one per namespace at a
+// time, and the answers' bytes.
+func (m *Mounter) limits() (*fair.Slots, *fair.Bytes) {
 	m.limitsOnce.Do(func() {
-		m.templates = newTemplateSlots(runtime.GOMAXPROCS(0))
-		m.answers = newAnswerBytes(cmp.Or(m.AnswersMaxBytes, DefaultAnswersMaxBytes))
+		m.templates = fair.NewSlots(runtime.GOMAXPROCS(0)/2, 1)
+		m.answers = fair.NewBytes(cmp.Or(m.AnswersMaxBytes, DefaultAnswersMaxBytes))
 	})
 	return m.templates, m.answers
 }
@@ -104,7 +106,7 @@ func (m *Mounter) hold(mt *mount, path string) func(n int64) error {
 				render.ErrTooLarge, limit, path)
 		}
 		_, answers := m.limits()
-		if err := answers.hold(mt.params.Pod.Namespace, n); err != nil {
+		if err := answers.Hold(mt.params.Pod.Namespace, n); err != nil {
 			mt.held.Add(-n)
 			return err
 		}
@@ -143,7 +145,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 		}
 		bodies, err := m.readWithSession(ctx, mt, base)
 		if mt.held.Load() > 0 {
-			defer m.answers.release(params.Pod.Namespace, mt.held.Load())
+			defer m.answers.Release(params.Pod.Namespace, mt.held.Load())
 		}
 		if err == nil {
 			return m.respond(ctx, mt, bodies)
@@ -261,7 +263,7 @@ func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
 		case o.Template != "":
 			tasks[fetchKey(o)] = func(ctx context.Context) (render.Fetched, error) {
 				templates, _ := m.limits()
-				release, err := templates.acquire(ctx, mt.params.Pod.Namespace)
+				release, err := templates.Acquire(ctx, mt.params.Pod.Namespace)
 				if err != nil {
 					return render.Fetched{}, fmt.Errorf("object %q: waiting to run its template: %w", o.Name, err)
 				}
@@ -344,7 +346,7 @@ func (m *Mounter) read(ctx context.Context, mt *mount, sess vault.Session, key s
 	// A lease is the token's: Vault revokes it with the token, so a new
 	// login (serial) reads anew.
 	leaseKey := mt.idKey + " " + strconv.FormatUint(sess.Serial, 10) + " " + key
-	body, outcome, err := m.Leases.Get(ctx, mt.params.Pod.UID, leaseKey, key, src)
+	body, outcome, err := m.Leases.Get(ctx, lease.Pod{Namespace: mt.params.Pod.Namespace, UID: mt.params.Pod.UID}, leaseKey, key, src)
 	if err == nil {
 		mt.log.Debug("vault answer", "method", r.Method, "path", r.Path, "from", outcome)
 		m.Metrics.CacheEvent("lease", leaseEvents[outcome])

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/vaultcsi/vault-csi-provider/cache"
+	"github.com/vaultcsi/vault-csi-provider/fair"
 	"github.com/vaultcsi/vault-csi-provider/metrics"
 	"github.com/vaultcsi/vault-csi-provider/provider/spc"
 )
@@ -44,7 +45,14 @@ type Server struct {
 	// burst of pods costs the provider no more memory than this many mounts.
 	// 0: no bound.
 	MountConcurrency int
+	// Mounts, if set, are the mount slots namespaces share: a mount over its
+	// namespace's share fails at once, so that no namespace holds every
+	// stream of the driver's connection while others wait.
+	Mounts *fair.Slots
 }
+
+// ErrNamespaceBusy is a mount over its namespace's share of mount slots.
+var ErrNamespaceBusy = errors.New("too many mounts of this namespace in flight")
 
 // Version answers the driver's handshake.
 func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
@@ -68,7 +76,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	params, err := s.Parser.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
 	var resp *v1alpha1.MountResponse
 	if err == nil {
-		resp, err = s.Mounter.Mount(ctx, params)
+		resp, err = s.mount(ctx, params)
 	}
 	fields := []any{"pod", params.Pod.Name, "namespace", params.Pod.Namespace, "class", params.Class, "duration", time.Since(start).Round(time.Millisecond)}
 	if err != nil {
@@ -85,6 +93,19 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	}
 	s.Log.Info("mount succeeded", append(fields, "objects", len(resp.Files), "bytes", bytes)...)
 	return resp, nil
+}
+
+// mount runs the mount in one of its namespace's slots.
+func (s *Server) mount(ctx context.Context, params spc.Params) (*v1alpha1.MountResponse, error) {
+	if s.Mounts != nil {
+		release, ok := s.Mounts.TryAcquire(params.Pod.Namespace)
+		if !ok {
+			return nil, fmt.Errorf("%w: namespace %s has %d mounts in flight, its share of -mount-concurrency=%d: the driver retries this one",
+				ErrNamespaceBusy, params.Pod.Namespace, s.Mounts.Share(), s.Mounts.Size())
+		}
+		defer release()
+	}
+	return s.Mounter.Mount(ctx, params)
 }
 
 // recoverPanics answers Internal instead of letting a panic take the
