@@ -42,8 +42,8 @@ type Options[V any] struct {
 
 // Cache is safe for concurrent use; an expired entry is dropped when next looked at.
 type Cache[V any] struct {
-	opts  Options[V]
-	mu    sync.Mutex
+	opts   Options[V]
+	mu     sync.Mutex
 	lru    *simplelru.LRU[string, entry[V]] // nil when the cache keeps nothing
 	bytes  int64
 	owners map[string]*held // with Options.Owner: what each owner holds
