@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +66,9 @@ type Sessions struct {
 	// Metrics and Log may be nil.
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+
+	revokersOnce sync.Once
+	revocations  chan vault.Session
 }
 
 // cachedSession is immutable: a renewal stores a new one.
@@ -93,9 +97,7 @@ func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 		Owner: func(cs cachedSession) string { return cs.namespace },
 		OnEvict: func(_ string, cs cachedSession) {
 			s.Metrics.CacheEvent("token", "eviction")
-			// Its own context: the mount that evicted it may end first; a
-			// failure is counted in token_revoke and the token expires.
-			go func() { _ = s.revoke(context.Background(), cs.session) }() //nolint:contextcheck // see above
+			s.retire(cs.session)
 		},
 	})
 	if size <= 0 {
@@ -220,6 +222,47 @@ func (s *Sessions) RenewDue(ctx context.Context) {
 			return s.renew(ctx, key, cs), nil
 		})
 	})
+}
+
+// Revocations waiting and the goroutines revoking them: a Vault that never
+// answers costs revokeWorkers goroutines, each call bounded by LoginTimeout.
+const (
+	revokeQueue   = 1024
+	revokeWorkers = 4
+)
+
+// retire revokes sess in the background, through a bounded queue and a few
+// workers; a revocation the full queue cannot take is counted as failed
+// (token_revoke "error") and the token expires with its TTL.
+func (s *Sessions) retire(sess vault.Session) {
+	s.revokersOnce.Do(func() {
+		s.revocations = make(chan vault.Session, revokeQueue)
+		for range revokeWorkers {
+			go func() {
+				for sess := range s.revocations {
+					_ = s.revoke(context.Background(), sess) // counted in token_revoke
+				}
+			}()
+		}
+	})
+	select {
+	case s.revocations <- sess:
+	default:
+		s.Metrics.VaultRequest("token_revoke", "error")
+	}
+}
+
+// RetirePod drops every session of the pod with uid and revokes them in the
+// background (the pod watch's handler must not wait on Vault).
+func (s *Sessions) RetirePod(uid string) int {
+	if s.cache == nil {
+		return 0
+	}
+	gone := s.cache.RemoveFunc(func(_ string, cs cachedSession) bool { return cs.pod == uid })
+	for _, cs := range gone {
+		s.retire(cs.session)
+	}
+	return len(gone)
 }
 
 // RevokePod revokes and drops every session of the pod with uid.

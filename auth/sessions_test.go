@@ -277,3 +277,33 @@ func TestANamespaceEvictsOnlyItsOwnTokens(t *testing.T) {
 		assert.False(t, fresh, "the victim's token is still cached")
 	}
 }
+
+// TestRetirePodDoesNotWaitOnVault: the pod watch hands deleted pods' tokens
+// over at once, even while one pod's Vault never answers; the others are
+// revoked meanwhile by the remaining workers.
+func TestRetirePodDoesNotWaitOnVault(t *testing.T) {
+	s := NewSessions(10, time.Minute)
+	hang := make(chan struct{})
+	defer close(hang)
+	var revoked atomic.Int32
+	s.Revoke = func(_ context.Context, sess vault.Session) error {
+		if sess.Accessor == "hanging" {
+			<-hang
+		}
+		revoked.Add(1)
+		return nil
+	}
+	for _, uid := range []string{"hanging", "b", "c"} {
+		_, _, err := s.get(context.Background(), identity(uid), func(context.Context) (vault.Session, error) {
+			return vault.Session{TTL: time.Hour, Accessor: uid}, nil
+		})
+		require.NoError(t, err)
+	}
+	start := time.Now()
+	for _, uid := range []string{"hanging", "b", "c"} {
+		assert.Equal(t, 1, s.RetirePod(uid))
+	}
+	assert.Less(t, time.Since(start), 100*time.Millisecond, "the handler returns at once")
+	assert.Eventually(t, func() bool { return revoked.Load() == 2 }, 5*time.Second, time.Millisecond, "the other pods' tokens are revoked")
+	assert.Zero(t, s.Len())
+}

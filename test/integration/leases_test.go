@@ -130,9 +130,9 @@ func TestPodDeletionRevokes(t *testing.T) {
 		"the deleted pod's database user no longer logs in")
 	assert.Equal(t, 1, vaultRequests(t, "auth/token/revoke-self")-revocations)
 	assert.Eventually(t, func() bool {
-		return strings.Contains(p.logs.String(), "revoked the Vault tokens and leases of a deleted pod")
+		return strings.Contains(p.logs.String(), "revoking the Vault tokens and leases of a deleted pod")
 	},
-		time.Second, 20*time.Millisecond, "the log says so (info lines are written within -log-flush-interval)")
+		time.Second, 20*time.Millisecond, "the log says so")
 	assert.NoError(t, env.Postgres.Login(otherUser, otherPass), "a pod on another node is not this provider's to revoke")
 }
 
