@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"runtime"
 	"slices"
@@ -237,4 +240,65 @@ func TestMountsInFlightAreBounded(t *testing.T) {
 	<-sampled
 	assert.Equal(t, int32(12), ok.Load(), "every pod got its file")
 	assert.Equal(t, 3, most, "mounts served at once")
+}
+
+// TestANamespaceCannotTakeEveryLoginSlot: one namespace holds 20 mounts on
+// an address that accepts and never answers (a real Vault cannot be made
+// to); another namespace's mounts, each logging in (-cache-size=0), take
+// about their time alone: its logins do not queue behind the hung ones.
+func TestANamespaceCannotTakeEveryLoginSlot(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer hung.Close()
+	go func() {
+		var held []net.Conn // accepted, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	p := startProvider(t, "-cache-size=0", "-log-level=info", "-allow-pod-overrides=vaultAddress") // as if the hostile class named the address
+	victim := createPod(t, appServiceAccount)
+	hostile := mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject, "vaultAddress": "http://" + hung.Addr().String()}, tokenAudiences: []string{"vault"}}.request(t)
+	var attrs map[string]string
+	require.NoError(t, json.Unmarshal([]byte(hostile.Attributes), &attrs))
+	attrs["csi.storage.k8s.io/pod.namespace"] = "hostile" // its mounts never reach Vault: only the namespace matters
+	hostile.Attributes = mustJSON(t, attrs)
+	victimMounts := func(n int) time.Duration {
+		var took []time.Duration
+		for range n {
+			start := time.Now()
+			resp, err := p.mount(t, mountCall{pod: victim, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}})
+			took = append(took, time.Since(start))
+			require.NoError(t, err)
+			require.Equal(t, plantedPassword, string(resp.Files[0].Contents))
+		}
+		slices.Sort(took)
+		return took[len(took)/2]
+	}
+	victimMounts(3) // warm connections
+	alone := victimMounts(20)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			_, err := p.client.Mount(ctx, hostile)
+			assert.Equal(t, codes.Canceled, status.Code(err), "the hung mounts wait until the test gives up: %v", err)
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // the hostile logins are in flight
+	beside := victimMounts(20)
+	cancel()
+	wg.Wait()
+	t.Logf("another namespace's mount (login and read), median of 20: alone %s, beside 20 hung mounts %s (%.2fx)", alone, beside, float64(beside)/float64(alone))
+	assert.Less(t, beside, 2*alone+10*time.Millisecond, "within 2x of its time alone")
 }
