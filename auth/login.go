@@ -18,6 +18,10 @@ var ErrLoginDenied = errors.New("vault denied login")
 type Login struct {
 	Conn   *vault.Conn
 	Tokens map[string]Token
+	// Outlives, without a token cache (-cache-size=0), reports whether what
+	// use read lives only as long as the token (leases, the token itself):
+	// that token is left to its TTL, any other revoked when use returns.
+	Outlives func() bool
 }
 
 // Use runs use with a Vault session for id: the cached one while it is
@@ -31,6 +35,9 @@ func (s *Sessions) Use(ctx context.Context, id Identity, l Login, use func(vault
 		return err
 	}
 	err = use(sess.On(l.Conn)) // On: rotated CA or client certificate files
+	if s.cache == nil && (l.Outlives == nil || !l.Outlives()) {
+		s.retire(sess) // nothing else will use it
+	}
 	if err == nil || fresh || !vault.IsPermissionDenied(err) {
 		return err
 	}

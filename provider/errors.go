@@ -54,7 +54,7 @@ func Code(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, auth.ErrNoToken):
 		return codes.FailedPrecondition
-	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, render.ErrBudget), errors.Is(err, fair.ErrBytesBusy), errors.Is(err, ErrNamespaceBusy):
+	case errors.Is(err, render.ErrTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, render.ErrBudget), errors.Is(err, fair.ErrBytesBusy):
 		return codes.ResourceExhausted
 	}
 	return codes.Internal

@@ -93,6 +93,7 @@ type mount struct {
 	connKey string
 	log     *slog.Logger
 	held    atomic.Int64 // bytes of Vault answers held, in m.answers too
+	leased  atomic.Bool  // without a lease cache: an answer had a lease
 }
 
 // hold reserves n bytes of an answer from path against the mount's bound
@@ -162,7 +163,10 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 // readWithSession reads every object with the pod's Vault session.
 func (m *Mounter) readWithSession(ctx context.Context, mt *mount, base *vault.Conn) (map[string]render.Fetched, error) {
 	var bodies map[string]render.Fetched
-	err := m.Sessions.Use(ctx, mt.id, auth.Login{Conn: base, Tokens: mt.params.Tokens}, func(sess vault.Session) error {
+	login := auth.Login{Conn: base, Tokens: mt.params.Tokens, Outlives: func() bool {
+		return mt.leased.Load() || slices.ContainsFunc(mt.params.Objects, func(o spc.Object) bool { return o.VaultToken })
+	}}
+	err := m.Sessions.Use(ctx, mt.id, login, func(sess vault.Session) error {
 		var err error
 		bodies, err = m.readAll(ctx, mt, sess)
 		return err
@@ -251,6 +255,9 @@ func (m *Mounter) tasks(mt *mount, sess vault.Session) map[string]fetch {
 		body, err := m.read(ctx, mt, sess, key, c)
 		if err != nil {
 			return nil, explainRead(err, mt, c)
+		}
+		if m.Leases == nil && lease.Parse(body, time.Now()).Leased() { // its token must outlive the mount
+			mt.leased.Store(true)
 		}
 		return body, nil
 	})

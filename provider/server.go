@@ -40,19 +40,17 @@ type Server struct {
 	MountTimeout time.Duration
 	// Parser holds the bounds of every request (-max-objects).
 	Parser spc.Parser
-	// MountConcurrency bounds the mounts served at once (-mount-concurrency):
-	// the driver's further calls wait on its side of the connection, so a
-	// burst of pods costs the provider no more memory than this many mounts.
-	// 0: no bound.
+	// MountConcurrency bounds the driver's calls to 4 times it (HTTP/2
+	// streams; the driver's further calls wait on its side), served
+	// MountConcurrency at once through Mounts. 0: no bound.
 	MountConcurrency int
-	// Mounts, if set, are the mount slots namespaces share: a mount over its
-	// namespace's share fails at once, so that no namespace holds every
-	// stream of the driver's connection while others wait.
+	// Mounts, if set, are the mount slots namespaces share (MountConcurrency,
+	// half to one namespace): a mount waits for its namespace's turn, so one
+	// whose Vault never answers does not hold every slot. The driver may
+	// open MountConcurrency*4 streams: mounts waiting hold no more than
+	// their parsed request.
 	Mounts *fair.Slots
 }
-
-// ErrNamespaceBusy is a mount over its namespace's share of mount slots.
-var ErrNamespaceBusy = errors.New("too many mounts of this namespace in flight")
 
 // Version answers the driver's handshake.
 func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
@@ -69,14 +67,21 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		defer cancel()
 	}
 	start := time.Now()
+	params, err := s.Parser.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
+	if err == nil && s.Mounts != nil {
+		var release func()
+		if release, err = s.Mounts.Acquire(ctx, params.Pod.Namespace); err == nil {
+			defer release()
+		} else {
+			err = fmt.Errorf("waiting for a turn to mount (-mount-concurrency=%d at once, %d of namespace %s): %w", s.Mounts.Size(), s.Mounts.Share(), params.Pod.Namespace, err)
+		}
+	}
 	code, bytes := codes.Internal, 0 // Internal unless the mount returns: a panic is recovered above us
 	done := s.Mounter.Metrics.MountStarted()
 	defer func() { done(code.String(), time.Since(start), bytes) }()
-
-	params, err := s.Parser.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
 	var resp *v1alpha1.MountResponse
 	if err == nil {
-		resp, err = s.mount(ctx, params)
+		resp, err = s.Mounter.Mount(ctx, params)
 	}
 	fields := []any{"pod", params.Pod.Name, "namespace", params.Pod.Namespace, "class", params.Class, "duration", time.Since(start).Round(time.Millisecond)}
 	if err != nil {
@@ -93,19 +98,6 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	}
 	s.Log.Info("mount succeeded", append(fields, "objects", len(resp.Files), "bytes", bytes)...)
 	return resp, nil
-}
-
-// mount runs the mount in one of its namespace's slots.
-func (s *Server) mount(ctx context.Context, params spc.Params) (*v1alpha1.MountResponse, error) {
-	if s.Mounts != nil {
-		release, ok := s.Mounts.TryAcquire(params.Pod.Namespace)
-		if !ok {
-			return nil, fmt.Errorf("%w: namespace %s has %d mounts in flight, its share of -mount-concurrency=%d: the driver retries this one",
-				ErrNamespaceBusy, params.Pod.Namespace, s.Mounts.Share(), s.Mounts.Size())
-		}
-		defer release()
-	}
-	return s.Mounter.Mount(ctx, params)
 }
 
 // recoverPanics answers Internal instead of letting a panic take the
@@ -195,7 +187,7 @@ func (s *Server) options() []grpc.ServerOption {
 		// HTTP/2's own bound on the streams of a connection: the driver
 		// holds one connection per provider, and a client past the bound
 		// waits for a stream before it sends.
-		opts = append(opts, grpc.MaxConcurrentStreams(uint32(s.MountConcurrency)))
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(4*s.MountConcurrency)))
 	}
 	return opts
 }

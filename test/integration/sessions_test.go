@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -98,6 +99,24 @@ func TestCacheSizeZeroLogsInEveryMount(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 3, vaultRequests(t, "auth/kubernetes/login")-before)
+}
+
+// TestCacheSizeZeroRevokesEachToken: with no token cache, a mount's token
+// is revoked when the mount ends, unless the mount returned what Vault
+// revokes with it: database credentials keep working.
+func TestCacheSizeZeroRevokesEachToken(t *testing.T) {
+	p := startProvider(t, "-cache-size=0")
+	pod := createPod(t, appServiceAccount)
+	revokes := vaultRequests(t, "auth/token/revoke-self")
+	for range 3 {
+		_, err := p.mount(t, mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}})
+		require.NoError(t, err)
+	}
+	assert.Eventually(t, func() bool { return vaultRequests(t, "auth/token/revoke-self")-revokes == 3 }, 10*time.Second, 50*time.Millisecond, "each KV mount's token revoked")
+	user, pass, _ := credentials(t, p, mountCall{pod: pod, params: map[string]string{"roleName": kubeRole, "objects": dbObjects(rig.DBRole)}, tokenAudiences: []string{"vault"}})
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, 3, vaultRequests(t, "auth/token/revoke-self")-revokes, "the database mount's token is left to its TTL")
+	assert.NoError(t, env.Postgres.Login(user, pass), "its credentials still work")
 }
 
 // liveTokens counts the tokens Vault holds (auth/token/accessors).
