@@ -99,7 +99,7 @@ var errNoMount = errors.New("vault named no mount")
 // say, the answer is p itself as a mount that is not KV v2.
 func (k *KVPaths) ask(ctx context.Context, sess vault.Session, p string) (kvMount, error) {
 	asIs := kvMount{path: p + "/"}
-	body, err := vault.Do(ctx, sess, vault.Request{Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + p})
+	body, err := vault.Do(ctx, sess, vault.Request{Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + p, Small: true})
 	if err != nil {
 		return asIs, err
 	}

@@ -27,6 +27,8 @@ type Request struct {
 	// Hold, if set, reserves n more bytes of the answer before they are
 	// read; its error ends the read.
 	Hold func(n int64) error
+	// Small bounds the answer to MaxErrorBodyBytes (a lookup of Vault's own).
+	Small bool
 }
 
 // Session is a Vault token obtained by a login, sent on each request through
@@ -117,6 +119,9 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 		if err := req.SetJSONBody(r.Body); err != nil {
 			return nil, fmt.Errorf("read %s %s: secretArgs cannot be sent as JSON: %w", r.Method, r.Path, err)
 		}
+	}
+	if r.Small {
+		ctx = expectSmallAnswer(ctx)
 	}
 	resp, err := s.client.api.RawRequestWithContext(marked(ctx, r.Method), req) //nolint:staticcheck // the only client call that takes a method, query parameters, a body and a token together
 	if resp != nil {
