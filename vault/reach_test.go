@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -187,4 +188,41 @@ func TestChangesAreNotResent(t *testing.T) {
 		assert.Len(t, rec.take(), want, method)
 	}
 	assert.False(t, strings.Contains(fmt.Sprint(err), "hvs"))
+}
+
+// An interim answer (1xx) before the final one is not taken for it: each
+// read on a kept connection gets its own final answer, not the one before.
+// (A real Vault sends no 1xx; a raw server on 127.0.0.1 stands in.)
+func TestInterimAnswersAreSkipped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					req, err := http.ReadRequest(r)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					body := fmt.Sprintf(`{"data":{"n":%d}}`, n)
+					fmt.Fprintf(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				}
+			}()
+		}
+	}()
+	conn, err := NewClients(5 * time.Second).Get(config.Vault{Address: "http://" + ln.Addr().String()})
+	require.NoError(t, err)
+	for n := 1; n <= 3; n++ {
+		body, err := Do(context.Background(), Session{client: conn, token: "t"}, Request{Method: http.MethodGet, Path: "secret/data/app"})
+		require.NoError(t, err)
+		assert.JSONEq(t, fmt.Sprintf(`{"data":{"n":%d}}`, n), string(body), "read %d on one connection", n)
+	}
 }
