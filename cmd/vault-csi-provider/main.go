@@ -17,8 +17,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	run, args := app.Run, os.Args[1:]
-	if len(args) > 0 && args[0] == "mount" { // the troubleshooting command
+	switch {
+	case len(args) > 0 && args[0] == "mount": // the troubleshooting command
 		run, args = mount.Run, args[1:]
+	case len(args) > 0 && args[0] == "socket-dir": // the chart's init container
+		run, args = socketDir, args[1:]
 	}
 	err := run(ctx, args, os.Getenv, os.Stdout, os.Stderr)
 	stop()

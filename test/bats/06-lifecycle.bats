@@ -23,7 +23,7 @@ hmac_secret() {
 	kubectl -n "${E2E_PROVIDER_NAMESPACE:-vault-csi}" get secret vault-csi-provider-hmac-key -o 'jsonpath={.metadata.uid}'
 }
 
-@test "10. object versions stable across pod re-creation; deleting the HMAC Secret changes them" {
+@test "10. object versions stable across pod re-creation; a new HMAC Secret (deleted, then made again by the chart) changes them" {
 	rot_class versions
 	pod versions versions
 	wait_running versions
@@ -39,12 +39,32 @@ hmac_secret() {
 	local old_uid
 	old_uid=$(hmac_secret)
 	kubectl -n "${E2E_PROVIDER_NAMESPACE:-vault-csi}" delete secret vault-csi-provider-hmac-key >/dev/null
+	# The chart makes the Secret (the provider may not create Secrets): an
+	# upgrade makes a new key.
+	provider_set "podAnnotations.hmac=h$RANDOM"
 	kubectl -n "$NS" delete pod versions --wait=true >/dev/null
 	pod versions versions
 	wait_running versions
 	refute [ "$(version versions versions a)" = "$first" ]
-	# The provider stored its new key in a new Secret.
 	refute [ "$(hmac_secret)" = "$old_uid" ]
+}
+
+@test "21. the provider runs as a non-root user with no capabilities, its socket in a directory of its own" {
+	local pid n=0 status
+	for pid in $(pgrep -x vault-csi-provi); do # every node's provider (kind's nodes are containers of this host)
+		status=$(cat "/proc/$pid/status")
+		grep -qE '^Uid:\s+65532\s+65532\s+65532\s+65532$' <<<"$status"
+		grep -qE '^CapPrm:\s+0+$' <<<"$status"
+		grep -qE '^CapEff:\s+0+$' <<<"$status"
+		grep -qE '^NoNewPrivs:\s+1$' <<<"$status"
+		assert_equal "$(stat -c '%u %F' "/proc/$pid/root/provider/vault.sock")" "65532 socket"
+		n=$((n + 1))
+	done
+	echo "# non-root: $n providers checked" >&3
+	[[ $n -ge 1 ]]
+	# The driver finds the socket in the provider's own directory.
+	run kubectl -n "${E2E_PROVIDER_NAMESPACE:-vault-csi}" get daemonset vault-csi-provider -o 'jsonpath={.spec.template.spec.volumes[0].hostPath.path}'
+	assert_output /var/run/vault-csi-provider
 }
 
 @test "12. rotation: a changed secret reaches the file and the pod status; an unchanged one keeps its version" {

@@ -29,6 +29,7 @@ kubelet_dir=/var/lib/vcp-kubelet
 containerd_root=/var/lib/vcp-containerd
 containerd_state=/run/vcp-containerd
 providers_dir=/var/run/secrets-store-csi-providers
+vcp_socket_dir=/var/run/vault-csi-provider # the provider chart's providersDir
 bridge=vcp-br0
 node=$(hostname | tr '[:upper:]' '[:lower:]')
 api_port=${VCP_API_PORT:-16443}
@@ -264,10 +265,10 @@ install_driver() {
 		/client-key:/ { sub(/client-key:.*/, "token: " ENVIRON["TOKEN"]) }
 		{ sub(/name: admin/, "name: driver"); sub(/user: admin/, "user: driver"); print }
 	' "$dir/admin.kubeconfig" >"$dir/driver.kubeconfig")
-	mkdir -p "$kubelet_dir/plugins/csi-secrets-store" "$kubelet_dir/plugins_registry" "$providers_dir"
+	mkdir -p "$kubelet_dir/plugins/csi-secrets-store" "$kubelet_dir/plugins_registry" "$providers_dir" "$vcp_socket_dir"
 	start secrets-store-csi-driver secrets-store-csi-driver --kubeconfig="$dir/driver.kubeconfig" \
 		--endpoint="unix://$kubelet_dir/plugins/csi-secrets-store/csi.sock" --nodeid="$node" \
-		--provider-volume="$providers_dir" --additional-provider-volume-paths="" \
+		--provider-volume="$providers_dir" --additional-provider-volume-paths="$vcp_socket_dir" \
 		--enable-secret-rotation=true --rotation-poll-interval="$rotation_poll" \
 		--metrics-addr=127.0.0.1:18095
 	wait_until 30 "the driver's socket" test -S "$kubelet_dir/plugins/csi-secrets-store/csi.sock"
@@ -366,7 +367,7 @@ down() {
 	done
 	remove_kubelet_iptables
 	restore_host_state
-	rm -rf "$kubelet_dir" "$containerd_root" "$containerd_state" "$etcd_dir" "$providers_dir" "$dir"
+	rm -rf "$kubelet_dir" "$containerd_root" "$containerd_state" "$etcd_dir" "$providers_dir" "$vcp_socket_dir" "$dir"
 	verify_clean
 	say "down: nothing left on this machine"
 }

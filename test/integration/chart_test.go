@@ -76,7 +76,7 @@ func TestChartDefaults(t *testing.T) {
 	ds := objs["DaemonSet"][0]
 
 	vols := field(t, ds, "spec", "template", "spec", "volumes").([]any)
-	assert.Equal(t, "/var/run/secrets-store-csi-providers", vols[0].(map[string]any)["hostPath"].(map[string]any)["path"])
+	assert.Equal(t, "/var/run/vault-csi-provider", vols[0].(map[string]any)["hostPath"].(map[string]any)["path"], "a directory of its own, not the providers' shared one")
 	assert.Equal(t, "RuntimeDefault", field(t, ds, "spec", "template", "spec", "securityContext", "seccompProfile", "type"))
 	assert.Equal(t, "system-node-critical", field(t, ds, "spec", "template", "spec", "priorityClassName"), "evicted last, like the driver")
 	assert.Equal(t, []any{map[string]any{"operator": "Exists"}}, field(t, ds, "spec", "template", "spec", "tolerations"), "on every node, tainted ones too")
@@ -87,6 +87,16 @@ func TestChartDefaults(t *testing.T) {
 	assert.Equal(t, false, sc["allowPrivilegeEscalation"])
 	assert.Equal(t, true, sc["readOnlyRootFilesystem"])
 	assert.Equal(t, []any{"ALL"}, sc["capabilities"].(map[string]any)["drop"])
+	assert.Nil(t, sc["capabilities"].(map[string]any)["add"])
+	assert.Equal(t, 65532.0, sc["runAsUser"], "not root")
+	assert.Equal(t, true, sc["runAsNonRoot"])
+	inits := field(t, ds, "spec", "template", "spec", "initContainers").([]any)
+	require.Len(t, inits, 1)
+	isc := inits[0].(map[string]any)["securityContext"].(map[string]any)
+	assert.Equal(t, []any{"socket-dir", "/provider", "65532:65532"}, inits[0].(map[string]any)["args"])
+	assert.Equal(t, map[string]any{"drop": []any{"ALL"}, "add": []any{"CHOWN"}}, isc["capabilities"], "the init container may only chown")
+	require.Len(t, objs["Secret"], 1, "the chart creates the HMAC key Secret")
+	assert.Equal(t, "keep", objs["Secret"][0].GetAnnotations()["helm.sh/resource-policy"])
 	args := strings.Join(toStrings(c["args"]), " ")
 	for _, a := range []string{"-endpoint=/provider/vault.sock", "-health-addr=:8080", "-metrics-addr=:8081", "-vault-mount=kubernetes", "-log-format=json"} {
 		assert.Contains(t, args, a)
@@ -104,8 +114,8 @@ func TestChartDefaults(t *testing.T) {
 	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["pods"],"verbs":["list","watch"]},
 		{"apiGroups":["secrets-store.csi.x-k8s.io"],"resources":["secretproviderclasses"],"verbs":["get","list","watch"]}]`, string(rules))
 	rules, _ = json.Marshal(field(t, objs["Role"][0], "rules"))
-	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get","list","watch"]},
-		{"apiGroups":[""],"resources":["secrets"],"verbs":["create"]}]`, string(rules))
+	assert.JSONEq(t, `[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["vault-csi-provider-hmac-key"],"verbs":["get","list","watch"]}]`, string(rules),
+		"no create on Secrets: the chart made the key's")
 	assert.Empty(t, objs["ServiceMonitor"], "off by default")
 }
 
@@ -116,7 +126,7 @@ func TestChartOptions(t *testing.T) {
 		"image.digest=sha256:"+strings.Repeat("a", 64), "allowPodOverrides={vaultAddress}", "hostNetwork=true",
 		"extraArgs={-vault-timeout=30s}", "priorityClassName=system-node-critical",
 		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128", "tokenRequestFallback=true",
-		"goRuntime.gomaxprocs=", "goRuntime.gogc=200", "resources.limits.memory=null",
+		"goRuntime.gomaxprocs=", "goRuntime.gogc=200", "resources.limits.memory=null", "createHMACSecret=false",
 		"extraVolumes[0].name=vault-tls", "extraVolumes[0].secret.secretName=vault-tls",
 		"extraVolumeMounts[0].name=vault-tls", "extraVolumeMounts[0].mountPath=/vault/tls", "extraVolumeMounts[0].readOnly=true")
 	require.NoError(t, err)
@@ -128,6 +138,9 @@ func TestChartOptions(t *testing.T) {
 	}
 	rules, _ := json.Marshal(field(t, objs["ClusterRole"][0], "rules"))
 	assert.Contains(t, string(rules), `{"apiGroups":[""],"resources":["serviceaccounts/token"],"verbs":["create"]}`, "the right to mint tokens comes only with the fallback")
+	rules, _ = json.Marshal(field(t, objs["Role"][0], "rules"))
+	assert.Contains(t, string(rules), `{"apiGroups":[""],"resources":["secrets"],"verbs":["create"]}`, "the provider creates its key Secret")
+	assert.Empty(t, objs["Secret"])
 	assert.Equal(t, "vault-csi-provider@sha256:"+strings.Repeat("a", 64), c["image"])
 	env, _ := json.Marshal(c["env"])
 	assert.Contains(t, string(env), `{"name":"HTTPS_PROXY","value":"http://proxy:3128"}`, "extraEnv after the downward-API variables")

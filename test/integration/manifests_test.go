@@ -20,12 +20,16 @@ import (
 
 const manifestFile = "../../manifests/vault-csi-provider.yaml"
 
-// renderManifests is the chart's default output, as a plain file.
+// renderManifests is the chart's default output, as a plain file, but for
+// the HMAC key Secret: a file shared by everyone cannot hold a key, so the
+// provider creates it (createHMACSecret=false).
 func renderManifests(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(rig.BinDir(), "helm"), "template", "vault-csi-provider", chartDir, "--namespace", providerNamespace).CombinedOutput()
+	out, err := exec.Command(filepath.Join(rig.BinDir(), "helm"), "template", "vault-csi-provider", chartDir, "--namespace", providerNamespace,
+		"--set", "createHMACSecret=false").CombinedOutput()
 	require.NoError(t, err, string(out))
-	return "# Generated from charts/vault-csi-provider with its default values:\n" +
+	return "# Generated from charts/vault-csi-provider with its default values but\n" +
+		"# createHMACSecret=false (the provider creates its key Secret):\n" +
 		"#   UPDATE_MANIFESTS=1 go test ./test/integration -run TestManifestsMatchChart\n" +
 		"# Edit the chart, not this file.\n" +
 		"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + providerNamespace + "\n" + string(out)
