@@ -124,7 +124,7 @@ func build(ctx context.Context, proc config.Process, getenv func(string) string,
 		MountTimeout:     mountTimeout,
 		Parser:           spc.NewParser(proc.MaxObjects),
 		MountConcurrency: proc.MountConcurrency,
-		Mounts:           fair.NewSlots(proc.MountConcurrency, proc.MountConcurrency/2),
+		Mounts:           fair.NewSlots(proc.MountConcurrency, fair.Share(proc.MountConcurrency)),
 	}
 	return srv, m, clients, nil
 }

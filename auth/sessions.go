@@ -107,11 +107,11 @@ func NewSessions(size int, loginTimeout time.Duration) *Sessions {
 }
 
 // LimitLogins bounds the logins in flight at once to n (-login-concurrency),
-// a quarter of them to one namespace: a namespace whose Vault never answers
-// waits behind itself, and the others still log in.
+// and one namespace's to its fair.Share: a namespace whose Vault never
+// answers waits behind itself, and the others still log in.
 func (s *Sessions) LimitLogins(n int) {
 	if n > 0 {
-		s.logins = fair.NewSlots(n, n/4)
+		s.logins = fair.NewSlots(n, fair.Share(n))
 	}
 }
 

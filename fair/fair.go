@@ -26,6 +26,11 @@ type namespace struct {
 	users int
 }
 
+// Share is one namespace's part of size slots: all but a quarter, kept for
+// the others. A namespace alone (a small cluster's "default") loses little;
+// one whose Vault never answers holds no more.
+func Share(size int) int { return size - size/4 }
+
 // NewSlots returns size slots (at least one), at most share (at least one)
 // to one namespace at a time.
 func NewSlots(size, share int) *Slots {

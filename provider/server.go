@@ -45,7 +45,7 @@ type Server struct {
 	// MountConcurrency at once through Mounts. 0: no bound.
 	MountConcurrency int
 	// Mounts, if set, are the mount slots namespaces share (MountConcurrency,
-	// half to one namespace): a mount waits for its namespace's turn, so one
+	// fair.Share of them to one namespace): a mount waits for its namespace's turn, so one
 	// whose Vault never answers does not hold every slot. The driver may
 	// open MountConcurrency*4 streams: mounts waiting hold no more than
 	// their parsed request.

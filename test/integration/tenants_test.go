@@ -197,15 +197,15 @@ func TestMountByteBudget(t *testing.T) {
 	assert.NotContains(t, st.Message(), "aaaa")
 }
 
-// TestMountsInFlightAreBounded: with -mount-concurrency=6, twelve pods of
+// TestMountsInFlightAreBounded: with -mount-concurrency=4, twelve pods of
 // one namespace mounting at once through a slow Vault all get their files,
 // but the provider never serves more than three of them at once, the
-// namespace's half (its mounts_in_flight gauge, read every 10 ms); the
+// namespace's share (its mounts_in_flight gauge, read every 10 ms); the
 // others wait their turn.
 func TestMountsInFlightAreBounded(t *testing.T) {
 	slow := startDelayingProxy(t, env.Vault.Addr, 150*time.Millisecond)
 	metricsAddr := freeAddr(t)
-	p := startProvider(t, "-mount-concurrency=6", "-allow-pod-overrides=vaultAddress", "-metrics-addr="+metricsAddr)
+	p := startProvider(t, "-mount-concurrency=4", "-allow-pod-overrides=vaultAddress", "-metrics-addr="+metricsAddr)
 	var reqs []mountCall
 	for range 12 {
 		reqs = append(reqs, mountCall{pod: createPod(t, appServiceAccount), tokenAudiences: []string{"vault"},
@@ -239,7 +239,7 @@ func TestMountsInFlightAreBounded(t *testing.T) {
 	close(done)
 	<-sampled
 	assert.Equal(t, int32(12), ok.Load(), "every pod got its file")
-	assert.Equal(t, 3, most, "mounts served at once: one namespace's half of -mount-concurrency")
+	assert.Equal(t, 3, most, "mounts served at once: one namespace's three quarters of -mount-concurrency")
 }
 
 // TestANamespaceCannotTakeEveryLoginSlot: one namespace holds 20 mounts on
