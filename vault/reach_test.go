@@ -213,7 +213,7 @@ func TestInterimAnswersAreSkipped(t *testing.T) {
 					}
 					_, _ = io.Copy(io.Discard, req.Body)
 					body := fmt.Sprintf(`{"data":{"n":%d}}`, n)
-					fmt.Fprintf(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+					_, _ = fmt.Fprintf(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 				}
 			}()
 		}

@@ -135,7 +135,7 @@ func Do(ctx context.Context, s Session, r Request) ([]byte, error) {
 			Detail: "the path answered with no data: check that it is a path that returns a secret"}
 	}
 	answer, err := readBody(resp.Body, resp.ContentLength, r.Hold)
-	if why, ok := err.(refused); ok {
+	if why := (refused{}); errors.As(err, &why) {
 		return nil, why.err
 	}
 	if err != nil {
