@@ -92,27 +92,49 @@ type mount struct {
 	// connKey is cfg.ConnectionKey(), computed once.
 	connKey string
 	log     *slog.Logger
-	held    atomic.Int64 // bytes of Vault answers held, in m.answers too
-	leased  atomic.Bool  // without a lease cache: an answer had a lease
+	leased  atomic.Bool // without a lease cache: an answer had a lease
+
+	holdMu sync.Mutex
+	held   int64 // bytes of Vault answers held, in m.answers too
+	ended  bool  // released: a read still running (a shared lease load) holds no more
 }
+
+// errMountEnded stops a read that outlived its mount (a shared lease load).
+var errMountEnded = errors.New("the mount that started this read has ended")
 
 // hold reserves n bytes of an answer from path against the mount's bound
 // and the node's, before they are read.
 func (m *Mounter) hold(mt *mount, path string) func(n int64) error {
 	limit := m.mountMaxBytes()
 	return func(n int64) error {
-		if mt.held.Add(n) > limit {
-			mt.held.Add(-n)
+		mt.holdMu.Lock()
+		defer mt.holdMu.Unlock()
+		switch {
+		case mt.ended:
+			return errMountEnded
+		case mt.held+n > limit:
 			return fmt.Errorf("%w: this mount's Vault answers take more than %d bytes (the provider's -mount-max-bytes), at %s: read fewer or smaller secrets, or split them over several volumes",
 				render.ErrTooLarge, limit, path)
 		}
 		_, answers := m.limits()
 		if err := answers.Hold(mt.params.Pod.Namespace, n); err != nil {
-			mt.held.Add(-n)
 			return err
 		}
+		mt.held += n
 		return nil
 	}
+}
+
+// release gives back what the mount held, once its answer is built; any
+// read still running for it is refused more.
+func (m *Mounter) release(mt *mount) {
+	mt.holdMu.Lock()
+	defer mt.holdMu.Unlock()
+	if mt.held > 0 {
+		_, answers := m.limits()
+		answers.Release(mt.params.Pod.Namespace, mt.held)
+	}
+	mt.held, mt.ended = 0, true
 }
 
 // Mount reads every object of a parsed request from Vault and returns the files.
@@ -145,9 +167,7 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 			return nil, fmt.Errorf("%w: %w", spc.ErrInvalidParameters, err)
 		}
 		bodies, err := m.readWithSession(ctx, mt, base)
-		if mt.held.Load() > 0 {
-			defer m.answers.Release(params.Pod.Namespace, mt.held.Load())
-		}
+		defer m.release(mt)
 		if err == nil {
 			return m.respond(ctx, mt, bodies)
 		}
