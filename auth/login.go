@@ -87,6 +87,8 @@ func explainLogin(err error, id Identity) error {
 		return fmt.Errorf("login to vault at %s timed out: %w; check that Vault is reachable from the node", id.Vault.Address, err)
 	case errors.Is(err, vault.ErrTLSVerify), errors.Is(err, vault.ErrTLSRefused):
 		return ExplainTLS(err, id.Vault.Address)
+	case errors.Is(err, vault.ErrNotAllowed):
+		return fmt.Errorf("vaultAddress %s: %w", id.Vault.Address, err)
 	case errors.Is(err, vault.ErrUnavailable):
 		return fmt.Errorf("cannot log in to vault at %s: %w; check vaultAddress and that Vault is running and unsealed", id.Vault.Address, err)
 	}

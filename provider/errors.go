@@ -27,6 +27,8 @@ func explainRead(err error, mt *mount, r spc.Call) error {
 		return fmt.Errorf("reading %s from vault at %s timed out: %w", r.Path, mt.cfg.Address, err)
 	case errors.Is(err, vault.ErrTLSVerify), errors.Is(err, vault.ErrTLSRefused):
 		return auth.ExplainTLS(err, mt.cfg.Address)
+	case errors.Is(err, vault.ErrNotAllowed):
+		return fmt.Errorf("vaultAddress %s: %w", mt.cfg.Address, err)
 	case errors.Is(err, vault.ErrUnavailable):
 		return fmt.Errorf("cannot read %s from vault at %s: %w; check that Vault is running and unsealed", r.Path, mt.cfg.Address, err)
 	}

@@ -210,6 +210,9 @@ func clientConfig(address string, timeout time.Duration, reach Reach) (*api.Conf
 // answered 412, 429 or 503. A connection that died after the request was
 // written, or a 502 from a proxy, may have issued a certificate already.
 func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if errors.Is(err, ErrNotAllowed) {
+		return false, nil // refused here: asking again changes nothing
+	}
 	retry, perr := api.DefaultRetryPolicy(ctx, resp, err)
 	if !retry || perr != nil || ctx.Value(mayChange{}) == nil {
 		return retry, perr

@@ -136,7 +136,9 @@ func TestReach(t *testing.T) {
 
 	// The control refuses before connect(2): nothing leaves the machine.
 	for _, addr := range []string{"http://169.254.169.254", "http://[fe80::1%25lo]:8200", "http://[fd00:ec2::254]"} {
+		start := time.Now()
 		err := read(NewClients(5*time.Second), addr)
+		assert.Less(t, time.Since(start), 500*time.Millisecond, "%s: refused once, not retried", addr)
 		require.ErrorIs(t, err, ErrNotAllowed, addr)
 		assert.Contains(t, err.Error(), "link-local or cloud metadata", addr)
 	}
