@@ -255,10 +255,7 @@ func (s *Sessions) retire(sess vault.Session) {
 // RetirePod drops every session of the pod with uid and revokes them in the
 // background (the pod watch's handler must not wait on Vault).
 func (s *Sessions) RetirePod(uid string) int {
-	if s.cache == nil {
-		return 0
-	}
-	gone := s.cache.RemoveFunc(func(_ string, cs cachedSession) bool { return cs.pod == uid })
+	gone := s.dropPod(uid)
 	for _, cs := range gone {
 		s.retire(cs.session)
 	}
@@ -267,15 +264,20 @@ func (s *Sessions) RetirePod(uid string) int {
 
 // RevokePod revokes and drops every session of the pod with uid.
 func (s *Sessions) RevokePod(ctx context.Context, uid string) (int, error) {
-	if s.cache == nil {
-		return 0, nil
-	}
-	gone := s.cache.RemoveFunc(func(_ string, cs cachedSession) bool { return cs.pod == uid })
+	gone := s.dropPod(uid)
 	var errs []error
 	for _, cs := range gone {
 		errs = append(errs, s.revoke(ctx, cs.session))
 	}
 	return len(gone), errors.Join(errs...)
+}
+
+// dropPod removes and returns every session of the pod with uid.
+func (s *Sessions) dropPod(uid string) []cachedSession {
+	if s.cache == nil {
+		return nil
+	}
+	return s.cache.RemoveFunc(func(_ string, cs cachedSession) bool { return cs.pod == uid })
 }
 
 // Forget revokes and drops the session of id.

@@ -254,32 +254,31 @@ func (c *memoryCgroup) command(bin string, args ...string) *exec.Cmd {
 
 // peak is the most memory the cgroup used.
 func (c *memoryCgroup) peak(t *testing.T) int64 {
-	name := "memory.max_usage_in_bytes"
-	if c.v2 {
-		name = "memory.peak"
-	}
-	b, err := os.ReadFile(filepath.Join(c.dir, name))
-	require.NoError(t, err)
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	n, err := strconv.ParseInt(strings.TrimSpace(c.read(t, "memory.max_usage_in_bytes", "memory.peak")), 10, 64)
 	require.NoError(t, err)
 	return n
 }
 
 // oomKills counts the processes the kernel killed in the cgroup.
 func (c *memoryCgroup) oomKills(t *testing.T) int {
-	name := "memory.oom_control"
-	if c.v2 {
-		name = "memory.events"
-	}
-	b, err := os.ReadFile(filepath.Join(c.dir, name))
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(c.read(t, "memory.oom_control", "memory.events"), "\n") {
 		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(v))
 			return n
 		}
 	}
 	return 0
+}
+
+// read is the cgroup's file v1 (or v2 on cgroup v2).
+func (c *memoryCgroup) read(t *testing.T, v1, v2 string) string {
+	name := v1
+	if c.v2 {
+		name = v2
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, name))
+	require.NoError(t, err)
+	return string(b)
 }
 
 // missing fails the test in CI and skips it elsewhere, saying what it needs.
