@@ -246,6 +246,21 @@ vault_pod_is() { # vault_pod_is POD FIELD VALUE
 	[[ $(vault_status "$1" | jq -r ".$2" 2>/dev/null) == "$3" ]]
 }
 
+# vault_pod_report POD: what a wait on POD saw, printed before giving up:
+# its state and events, its Vault's log, and what `vault status` answers.
+vault_pod_report() {
+	{
+		kubectl -n vault describe pod "$1" | sed -n '/^Status:/p;/^Containers:/,/^Conditions:/p;/^Events:/,$p'
+		echo "--- log of $1 (last 40 lines)"
+		kubectl -n vault logs "$1" --tail=40
+		echo "--- vault status in $1"
+		kubectl -n vault exec "$1" -- vault status
+		echo "--- nodes"
+		kubectl get nodes -o wide
+		uptime
+	} >&2 2>&1 || true
+}
+
 # vault_unseal: every replica, once it has joined the Raft cluster; the key
 # goes through stdin (not argv, which ps shows).
 vault_unseal() {
@@ -256,7 +271,7 @@ vault_unseal() {
 		# A replica that has not joined yet refuses the key: try again.
 		local deadline=$((SECONDS + 120))
 		until vault_pod_is "$p" sealed false; do
-			((SECONDS < deadline)) || die "$p stays sealed: $(vault_status "$p")"
+			((SECONDS < deadline)) || { vault_pod_report "$p"; die "$p stays sealed"; }
 			printf '%s' "$key" | kubectl -n vault exec -i "$p" -- vault write -format=json sys/unseal key=- >/dev/null 2>&1 || sleep 2
 		done
 	done
@@ -268,9 +283,15 @@ pod_running() { [[ $(kubectl -n "$1" get pod "$2" -o 'jsonpath={.status.phase}' 
 vault_up() {
 	vault_pki
 	vault_objects
-	wait_until 180 "vault-0 to run" pod_running vault vault-0
+	wait_until 180 "vault-0 to run" pod_running vault vault-0 || {
+		vault_pod_report vault-0
+		exit 1
+	}
 	if [[ ! -s $dir/vault-init.json ]]; then
-		wait_until 60 "vault-0 to answer" vault_pod_is vault-0 initialized false
+		wait_until 60 "vault-0 to answer" vault_pod_is vault-0 initialized false || {
+			vault_pod_report vault-0
+			exit 1
+		}
 		(umask 077 && kubectl -n vault exec vault-0 -- vault operator init -key-shares=1 -key-threshold=1 -format=json >"$dir/vault-init.json.tmp")
 		mv "$dir/vault-init.json.tmp" "$dir/vault-init.json"
 	fi
