@@ -70,7 +70,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return provider.Serve(ctx, proc.Endpoint, srv, &serving, drainTimeout)
+	return provider.Serve(ctx, sockets(proc, srv), &serving, drainTimeout)
+}
+
+// sockets are the provider names served: each its own socket and dialect,
+// one mount flow, cache and set of bounds behind them all.
+func sockets(proc config.Process, srv *provider.Server) []provider.Socket {
+	var out []provider.Socket
+	for _, s := range []struct {
+		path    string
+		dialect spc.Dialect
+	}{{proc.Endpoint, spc.Vault}, {proc.OpenBaoEndpoint, spc.OpenBao}} {
+		if s.path == "" {
+			continue
+		}
+		named := *srv
+		named.Parser.Dialect = s.dialect
+		out = append(out, provider.Socket{Path: s.path, Server: &named})
+	}
+	return out
 }
 
 // build connects to Kubernetes, starts the watches, assembles the server.

@@ -15,14 +15,14 @@ import (
 // Process is the configuration the DaemonSet sets once, on the command
 // line; each field is the flag of its name (register says what it means).
 type Process struct {
-	Endpoint, HealthAddr, MetricsAddr, LogFormat, HMACSecretName, Kubeconfig, NodeName string
-	LogLevel                                                                           slog.Level
-	CacheSize, ReadConcurrency, LoginConcurrency, MountConcurrency, MaxObjects         int
-	VaultTimeout, RenewInterval, VaultHealthInterval                                   time.Duration
-	AllowPodOverrides, AllowedVaultAddresses, TLSFileDirs                              []string
-	PrintVersion, TokenRequestFallback                                                 bool
-	LeaseMinRemaining                                                                  float64
-	MountMaxBytes, LeaseCacheMaxBytes, AnswersMaxBytes                                 int64
+	Endpoint, OpenBaoEndpoint, HealthAddr, MetricsAddr, LogFormat, HMACSecretName, Kubeconfig, NodeName string
+	LogLevel                                                                                            slog.Level
+	CacheSize, ReadConcurrency, LoginConcurrency, MountConcurrency, MaxObjects                          int
+	VaultTimeout, RenewInterval, VaultHealthInterval                                                    time.Duration
+	AllowPodOverrides, AllowedVaultAddresses, TLSFileDirs                                               []string
+	PrintVersion, TokenRequestFallback                                                                  bool
+	LeaseMinRemaining                                                                                   float64
+	MountMaxBytes, LeaseCacheMaxBytes, AnswersMaxBytes                                                  int64
 
 	// Vault is the environment layer with the flag layer on top of it: the
 	// defaults every SecretProviderClass starts from.
@@ -93,7 +93,8 @@ type rawFlags struct {
 
 // register adds the process's own flags.
 func (p *Process) register(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&p.Endpoint, "endpoint", DefaultEndpoint, "path of the unix socket the secrets-store-csi-driver calls (<providers dir>/vault.sock)")
+	fs.StringVar(&p.Endpoint, "endpoint", DefaultEndpoint, "path of the unix socket the secrets-store-csi-driver calls for provider: vault classes (<providers dir>/vault.sock); empty: not served")
+	fs.StringVar(&p.OpenBaoEndpoint, "openbao-endpoint", "", "path of the unix socket for provider: openbao classes, written for openbao-csi-provider (<providers dir>/openbao.sock); empty: not served")
 	fs.StringVar(&p.HealthAddr, "health-addr", DefaultHealthAddr, "address of the HTTP listener serving /health/ready and /health/live; empty disables it")
 	fs.StringVar(&p.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "address of the HTTP listener serving Prometheus metrics on /metrics; empty disables it")
 	fs.StringVar(&p.LogFormat, "log-format", "text", "log format: text or json")
@@ -186,6 +187,7 @@ func (p *Process) validate() []error {
 	bad(p.LeaseCacheMaxBytes < 1<<20, "-lease-cache-max-bytes: %d: use 1Mi or more", p.LeaseCacheMaxBytes)
 	bad(p.MaxObjects < 1 || p.MaxObjects > 10_000, "-max-objects: %d: use 1 to 10000", p.MaxObjects)
 	bad(p.LeaseMinRemaining <= 0 || p.LeaseMinRemaining >= 1, "-lease-min-remaining: %g: use a fraction between 0 and 1, e.g. 0.33", p.LeaseMinRemaining)
-	bad(p.Endpoint == "", "-endpoint: empty: give the socket path, e.g. %s", DefaultEndpoint)
+	bad(p.Endpoint == "" && p.OpenBaoEndpoint == "", "-endpoint and -openbao-endpoint: both empty: give a socket path, e.g. -endpoint=%s", DefaultEndpoint)
+	bad(p.Endpoint != "" && p.Endpoint == p.OpenBaoEndpoint, "-endpoint and -openbao-endpoint: both %s: give each provider name its own socket", p.Endpoint)
 	return problems
 }

@@ -53,16 +53,19 @@ func (c *Classes) Parameters(ctx context.Context, namespace, name string) (map[s
 			return parametersOf(obj.(*unstructured.Unstructured))
 		}
 	}
-	return ClassParameters(ctx, c.client, namespace, name)
+	_, params, err := Class(ctx, c.client, namespace, name)
+	return params, err
 }
 
-// ClassParameters GETs spec.parameters of the class namespace/name.
-func ClassParameters(ctx context.Context, client dynamic.Interface, namespace, name string) (map[string]string, error) {
+// Class GETs spec.provider and spec.parameters of the class namespace/name.
+func Class(ctx context.Context, client dynamic.Interface, namespace, name string) (string, map[string]string, error) {
 	obj, err := client.Resource(classes).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return parametersOf(obj)
+	provider, _, _ := unstructured.NestedString(obj.Object, "spec", "provider")
+	params, err := parametersOf(obj)
+	return provider, params, err
 }
 
 func parametersOf(obj *unstructured.Unstructured) (map[string]string, error) {

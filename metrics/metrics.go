@@ -32,13 +32,13 @@ func New() *Metrics {
 		registry: prometheus.NewRegistry(),
 		mounts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "mounts_total",
-			Help: "Mount requests served, by result (success or error) and gRPC status code.",
-		}, []string{"result", "code"}),
+			Help: "Mount requests served, by provider name (vault or openbao: the socket called), result (success or error) and gRPC status code.",
+		}, []string{"provider", "result", "code"}),
 		mountDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "mount_duration_seconds",
-			Help:    "Time to serve a mount request, by result.",
+			Help:    "Time to serve a mount request, by provider name and result.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 90},
-		}, []string{"result"}),
+		}, []string{"provider", "result"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "mounts_in_flight",
 			Help: "Mount requests being served now.",
@@ -72,8 +72,9 @@ func (m *Metrics) Handler() http.Handler {
 
 // The methods below do nothing on a nil *Metrics, so components work without metrics.
 
-// MountStarted counts a mount in flight; call the returned function when it ends.
-func (m *Metrics) MountStarted() func(code string, d time.Duration, bytes int) {
+// MountStarted counts a mount of provider (vault or openbao) in flight;
+// call the returned function when it ends.
+func (m *Metrics) MountStarted(provider string) func(code string, d time.Duration, bytes int) {
 	if m == nil {
 		return func(string, time.Duration, int) {}
 	}
@@ -84,8 +85,8 @@ func (m *Metrics) MountStarted() func(code string, d time.Duration, bytes int) {
 		if code != "OK" {
 			result = "error"
 		}
-		m.mounts.WithLabelValues(result, code).Inc()
-		m.mountDuration.WithLabelValues(result).Observe(d.Seconds())
+		m.mounts.WithLabelValues(provider, result, code).Inc()
+		m.mountDuration.WithLabelValues(provider, result).Observe(d.Seconds())
 		m.objectBytes.Add(float64(bytes))
 	}
 }

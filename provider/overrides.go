@@ -63,6 +63,7 @@ func (o OverridePolicy) check(ctx context.Context, p spc.Params) error {
 		return fmt.Errorf("%w: cannot check who set %s: reading SecretProviderClass %s/%s failed (%w); grant the provider get on secretproviderclasses.secrets-store.csi.x-k8s.io, or let pods set them with -allow-pod-overrides",
 			ErrPodOverride, strings.Join(present, ", "), p.Pod.Namespace, p.Class, err)
 	}
+	class = p.ClassParameters(class)
 	var byPod []string
 	for _, k := range present {
 		sent, _ := p.Attribute(k)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,7 +78,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		}
 	}
 	code, bytes := codes.Internal, 0 // Internal unless the mount returns: a panic is recovered above us
-	done := s.Mounter.Metrics.MountStarted()
+	done := s.Mounter.Metrics.MountStarted(s.Parser.Provider())
 	defer func() { done(code.String(), time.Since(start), bytes) }()
 	var resp *v1alpha1.MountResponse
 	if err == nil {
@@ -89,8 +90,9 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		if errors.Is(err, cache.ErrPanicked) {
 			s.Mounter.Metrics.Panic()
 		}
-		s.Log.Warn("mount failed", append(fields, "code", code.String(), "error", err)...)
-		return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: code.String()}}, status.Error(code, err.Error())
+		msg := params.Words.Speak(err.Error()) // in the class's names: baoAddress, not vaultAddress
+		s.Log.Warn("mount failed", append(fields, "code", code.String(), "error", msg)...)
+		return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: code.String()}}, status.Error(code, msg)
 	}
 	code = codes.OK
 	for _, f := range resp.Files {
@@ -115,37 +117,66 @@ func recoverPanics(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterce
 	}
 }
 
-// Serve listens on the unix socket endpoint until ctx ends, then stops
-// accepting, lets in-flight mounts finish (up to drain), and removes the
-// socket. ready is set while the socket is served.
-func Serve(ctx context.Context, endpoint string, srv *Server, ready *atomic.Bool, drain time.Duration) error {
-	lis, err := listen(endpoint)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(endpoint)
-	g := grpc.NewServer(srv.options()...)
-	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
-	ready.Store(true)
-	srv.Log.Info("serving", "endpoint", endpoint)
+// Socket is one provider name's unix socket and the server behind it.
+type Socket struct {
+	Path   string
+	Server *Server
+}
 
+// Serve listens on every socket until ctx ends, then stops accepting, lets
+// in-flight mounts finish (up to drain), and removes the sockets. ready is
+// set while they are served.
+func Serve(ctx context.Context, sockets []Socket, ready *atomic.Bool, drain time.Duration) error {
+	var servers []*grpc.Server
+	served := make(chan error, len(sockets))
+	for _, sock := range sockets {
+		lis, err := listen(sock.Path)
+		if err != nil {
+			for _, g := range servers {
+				g.Stop()
+			}
+			return err
+		}
+		defer os.Remove(sock.Path)
+		g := grpc.NewServer(sock.Server.options()...)
+		v1alpha1.RegisterCSIDriverProviderServer(g, sock.Server)
+		servers = append(servers, g)
+		go func() {
+			if err := g.Serve(lis); err != nil {
+				served <- fmt.Errorf("grpc server on %s: %w", sock.Path, err)
+			}
+		}()
+		sock.Server.Log.Info("serving", "endpoint", sock.Path, "provider", sock.Server.Parser.Provider())
+	}
+	ready.Store(true)
+	log := sockets[0].Server.Log
 	select {
 	case err := <-served:
 		ready.Store(false)
-		return fmt.Errorf("grpc server on %s: %w", endpoint, err)
+		for _, g := range servers {
+			g.Stop()
+		}
+		return err
 	case <-ctx.Done():
 	}
 	ready.Store(false)
-	srv.Log.Info("shutting down: finishing in-flight mounts", "grace", drain)
+	log.Info("shutting down: finishing in-flight mounts", "grace", drain)
 	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
+	go func() {
+		var wg sync.WaitGroup
+		for _, g := range servers {
+			wg.Go(g.GracefulStop)
+		}
+		wg.Wait()
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(drain):
-		srv.Log.Warn("in-flight mounts did not finish in time; stopping")
-		g.Stop()
+		log.Warn("in-flight mounts did not finish in time; stopping")
+		for _, g := range servers {
+			g.Stop()
+		}
 	}
 	return nil
 }

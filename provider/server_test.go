@@ -35,7 +35,7 @@ func serve(t *testing.T, srv *Server) (context.Context, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var ready atomic.Bool
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, socket, srv, &ready, time.Second) }()
+	go func() { served <- Serve(ctx, []Socket{{Path: socket, Server: srv}}, &ready, time.Second) }()
 	t.Cleanup(func() { cancel(); <-served })
 	require.Eventually(t, ready.Load, 5*time.Second, 10*time.Millisecond)
 	return ctx, socket

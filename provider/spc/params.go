@@ -48,9 +48,6 @@ const (
 	attrServiceAccountToken = "csi.storage.k8s.io/serviceAccount.tokens"
 )
 
-// DefaultAudience is the token audience used when the class names none.
-const DefaultAudience = "vault"
-
 // Params is one MountRequest, parsed and validated.
 type Params struct {
 	Class    string
@@ -66,8 +63,23 @@ type Params struct {
 	// Unknown lists parameters and object fields the provider ignores
 	// (typos, most likely): the mount goes on and a warning names them.
 	Unknown []string
+	// Words rename the settings in messages to the names the class used.
+	Words Words
 
-	attrs map[string]string // as the driver sent them, for the override check
+	attrs   map[string]string // as the driver sent them (Vault names), for the override check
+	dialect Dialect
+}
+
+// ClassParameters are a class's parameters as this request's dialect reads
+// them (Vault names), to compare with Attribute.
+func (p Params) ClassParameters(class map[string]string) map[string]string {
+	if p.dialect.Name == "" {
+		return class
+	}
+	if canonical, _, err := p.dialect.canonical(class); err == nil {
+		return canonical
+	}
+	return class
 }
 
 // Attribute is a parameter as the driver sent it, and whether it was sent.
@@ -117,6 +129,8 @@ const DefaultMaxObjects = 256
 type Parser struct {
 	// MaxObjects bounds the objects list; zero is DefaultMaxObjects.
 	MaxObjects int
+	// Dialect is the classes' language; the zero value is Vault's.
+	Dialect Dialect
 	parsed     *cache.Cache[parsedObjects] // nil: parse every time
 }
 
@@ -174,14 +188,22 @@ func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, 
 	if err != nil {
 		return Params{}, fmt.Errorf("%w: attributes are not a JSON object of strings (%w); this is sent by the secrets-store-csi-driver, check its version", ErrInvalidParameters, err)
 	}
-	p := fromAttributes(attrs)
+	d := ps.dialect()
+	raw := attrs
+	attrs, words, err := d.canonical(raw)
+	if err != nil {
+		p := fromAttributes(raw, d.Audience)
+		return Params{Class: p.Class, Pod: p.Pod, Words: words}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
+	}
+	p := fromAttributes(attrs, d.Audience)
+	p.Words, p.dialect = words, d
 	problems := p.parseSettings(attrs, permission)
 	var objectsErr, tokensErr error
 	var unknownFields []string
 	p.Objects, unknownFields, objectsErr = ps.objects(attrs[paramObjects])
 	p.Tokens, tokensErr = parseTokens(attrs[attrServiceAccountToken], secretsJSON)
 	if err := errors.Join(append(problems, objectsErr, tokensErr)...); err != nil {
-		return Params{Class: p.Class, Pod: p.Pod}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
+		return Params{Class: p.Class, Pod: p.Pod, Words: words}, fmt.Errorf("%w: %w", ErrInvalidParameters, err)
 	}
 	p.Unknown = unknownKeys(attrs, unknownFields)
 	p.attrs = attrs
@@ -189,7 +211,7 @@ func (ps Parser) Parse(attributesJSON, secretsJSON, permission string) (Params, 
 }
 
 // fromAttributes reads the fields that need no validation.
-func fromAttributes(attrs map[string]string) Params {
+func fromAttributes(attrs map[string]string, audience string) Params {
 	p := Params{
 		Class:    attrs[attrClassName],
 		Role:     strings.TrimSpace(attrs[paramRoleName]),
@@ -211,7 +233,7 @@ func fromAttributes(attrs map[string]string) Params {
 		},
 	}
 	if p.Audience == "" {
-		p.Audience = DefaultAudience
+		p.Audience = audience
 	}
 	return p
 }
@@ -308,6 +330,16 @@ func parsePermission(s string) (fs.FileMode, error) {
 		return 0, fmt.Errorf("permission: %q is not a file mode in decimal (e.g. \"420\" for 0644); this is sent by the secrets-store-csi-driver's --file-permission", s)
 	}
 	return fs.FileMode(n), nil
+}
+
+// Provider is the provider name of the classes the parser reads.
+func (ps Parser) Provider() string { return ps.dialect().Name }
+
+func (ps Parser) dialect() Dialect {
+	if ps.Dialect.Name == "" {
+		return Vault
+	}
+	return ps.Dialect
 }
 
 func (ps Parser) maxObjects() int {
@@ -434,13 +466,13 @@ func decodeObject(item map[string]any, o *Object) error {
 	return nil
 }
 
-// CheckParameters validates a class's parameters as a mount would, for tools.
-func CheckParameters(parameters map[string]string) (Params, error) {
+// Check validates a class's parameters as a mount would, for tools.
+func (ps Parser) Check(parameters map[string]string) (Params, error) {
 	attrs, err := json.Marshal(parameters)
 	if err != nil {
 		return Params{}, err
 	}
-	return Parse(string(attrs), "null", "420")
+	return ps.Parse(string(attrs), "null", "420")
 }
 
 // NewMountRequest builds the MountRequest the driver would send for a pod

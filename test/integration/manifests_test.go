@@ -83,7 +83,10 @@ func TestManifestsAndExamplesOnTheAPIServer(t *testing.T) {
 				case "SecretProviderClass":
 					params, _, err := unstructured.NestedStringMap(u.Object, "spec", "parameters")
 					require.NoError(t, err)
-					_, err = spc.CheckParameters(params)
+					provider, _, _ := unstructured.NestedString(u.Object, "spec", "provider")
+					dialect, ok := spc.DialectNamed(provider)
+					require.True(t, ok, "class %s: spec.provider %q", u.GetName(), provider)
+					_, err = spc.Parser{Dialect: dialect}.Check(params)
 					assert.NoError(t, err, "class %s", u.GetName())
 					rest = append(rest, u)
 				default:

@@ -177,7 +177,8 @@ func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth
 		defaults.Address = f.vaultAddr
 	}
 	vcfg := config.Layers(config.Defaults(), defaults)
-	checked, err := spc.CheckParameters(in.params)
+	parser := spc.Parser{Dialect: in.dialect}
+	checked, err := parser.Check(in.params)
 	if err != nil {
 		return spc.Params{}, config.Vault{}, fmt.Errorf("the class's parameters: %w", err)
 	}
@@ -190,7 +191,7 @@ func prepareMount(ctx context.Context, in *mountInput, f mountFlags, client auth
 	if err != nil {
 		return spc.Params{}, config.Vault{}, err
 	}
-	params, err := spc.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
+	params, err := parser.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission())
 	return params, vcfg, err
 }
 
@@ -229,10 +230,11 @@ func revokeTokens(ctx context.Context, m *provider.Mounter, pod auth.Pod, say fu
 
 // mountInput is what one mount needs: the class, the pod and its token.
 type mountInput struct {
-	class  string
-	params map[string]string
-	pod    auth.Pod
-	token  auth.Token // empty with --pod: the provider mints one
+	class   string
+	dialect spc.Dialect // of the class's spec.provider
+	params  map[string]string
+	pod     auth.Pod
+	token   auth.Token // empty with --pod: the provider mints one
 }
 
 // classManifest is the part of a SecretProviderClass the command reads.
@@ -260,8 +262,9 @@ func inputFromFiles(classFile, tokenFile string) (mountInput, error) {
 	if c.Kind != "SecretProviderClass" || c.Metadata.Name == "" {
 		return mountInput{}, fmt.Errorf("--class %s: want one SecretProviderClass with metadata.name, found kind %q", classFile, c.Kind)
 	}
-	if c.Spec.Provider != "vault" {
-		return mountInput{}, fmt.Errorf("--class %s: spec.provider is %q: the driver sends it to that provider, not to vault", classFile, c.Spec.Provider)
+	dialect, err := dialectOf(c.Spec.Provider)
+	if err != nil {
+		return mountInput{}, fmt.Errorf("--class %s: %w", classFile, err)
 	}
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
@@ -281,7 +284,7 @@ func inputFromFiles(classFile, tokenFile string) (mountInput, error) {
 	if pod.Name == "" {
 		pod.Name = "troubleshooting"
 	}
-	return mountInput{class: c.Metadata.Name, params: c.Spec.Parameters, pod: pod, token: token}, nil
+	return mountInput{class: c.Metadata.Name, dialect: dialect, params: c.Spec.Parameters, pod: pod, token: token}, nil
 }
 
 func inputFromPod(ctx context.Context, clients kube.Clients, ref, volume string) (mountInput, error) {
@@ -297,11 +300,23 @@ func inputFromPod(ctx context.Context, clients kube.Clients, ref, volume string)
 	if err != nil {
 		return mountInput{}, fmt.Errorf("--pod %s: %w", ref, err)
 	}
-	params, err := kube.ClassParameters(ctx, clients.Dynamic, ns, class)
-	if err != nil {
-		return mountInput{}, fmt.Errorf("--pod %s: SecretProviderClass %s/%s: %w", ref, ns, class, err)
+	provider, params, err := kube.Class(ctx, clients.Dynamic, ns, class)
+	if err == nil {
+		var dialect spc.Dialect
+		if dialect, err = dialectOf(provider); err == nil {
+			return mountInput{class: class, dialect: dialect, params: params, pod: auth.Pod{Namespace: ns, Name: name, UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName}}, nil
+		}
 	}
-	return mountInput{class: class, params: params, pod: auth.Pod{Namespace: ns, Name: name, UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName}}, nil
+	return mountInput{}, fmt.Errorf("--pod %s: SecretProviderClass %s/%s: %w", ref, ns, class, err)
+}
+
+// dialectOf is the language of a class of spec.provider, if it is ours.
+func dialectOf(provider string) (spc.Dialect, error) {
+	d, ok := spc.DialectNamed(provider)
+	if !ok {
+		return d, fmt.Errorf("spec.provider is %q: the driver sends it to that provider, not to this one (vault or openbao)", provider)
+	}
+	return d, nil
 }
 
 // podClass names the SecretProviderClass of the pod's secrets-store volume.
