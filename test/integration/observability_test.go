@@ -46,13 +46,13 @@ func TestMetrics(t *testing.T) {
 
 	text := scrape(t, addr)
 	for _, want := range []string{
-		`vault_csi_provider_mounts_total{code="OK",result="success"} 2`,
-		`vault_csi_provider_mounts_total{code="PermissionDenied",result="error"} 1`,
+		`vault_csi_provider_mounts_total{code="OK",provider="vault",result="success"} 2`,
+		`vault_csi_provider_mounts_total{code="PermissionDenied",provider="vault",result="error"} 1`,
 		`vault_csi_provider_vault_requests_total{operation="login",status="2xx"} 1`,
 		`vault_csi_provider_vault_requests_total{operation="login",status="4xx"} 1`,
 		`vault_csi_provider_cache_events_total{cache="token",event="hit"} 1`,
 		`vault_csi_provider_mounts_in_flight 0`,
-		`vault_csi_provider_mount_duration_seconds_count{result="success"} 2`,
+		`vault_csi_provider_mount_duration_seconds_count{provider="vault",result="success"} 2`,
 		`# HELP vault_csi_provider_object_bytes_total Bytes of file content returned to the driver.`,
 	} {
 		assert.Contains(t, text, want)

@@ -45,6 +45,9 @@ func (s *syncBuffer) String() string {
 type runningProvider struct {
 	socket string
 	client v1alpha1.CSIDriverProviderClient
+	// openbao is the openbao.sock client: the provider serves both names,
+	// as the chart does with providers.openbao on.
+	openbao v1alpha1.CSIDriverProviderClient
 	logs   *syncBuffer
 	stop   func() error
 }
@@ -59,6 +62,7 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 	socket := filepath.Join(dir, "vault.sock")
 	args := append([]string{
 		"-endpoint=" + socket,
+		"-openbao-endpoint=" + filepath.Join(dir, "openbao.sock"),
 		"-health-addr=",
 		"-metrics-addr=",
 		"-kubeconfig=" + env.Kube.AdminKubeconfig,
@@ -79,7 +83,9 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	p := &runningProvider{socket: socket, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs}
+	baoConn, err := grpc.NewClient("unix://"+filepath.Join(dir, "openbao.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	p := &runningProvider{socket: socket, client: v1alpha1.NewCSIDriverProviderClient(conn), openbao: v1alpha1.NewCSIDriverProviderClient(baoConn), logs: logs}
 	var once sync.Once
 	var stopErr error
 	p.stop = func() error {
@@ -91,6 +97,7 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 				t.Errorf("provider did not stop within 45s")
 			}
 			conn.Close()
+			baoConn.Close()
 		})
 		return stopErr
 	}
@@ -100,6 +107,9 @@ func startProvider(t *testing.T, extra ...string) *runningProvider {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := p.client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
+		if err == nil {
+			_, err = p.openbao.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
+		}
 		cancel()
 		if err == nil {
 			return p

@@ -29,7 +29,9 @@ const (
 	CustomAudRole  = "app-custom-audience"
 	CustomAudience = "custom-audience"
 	JWTRole        = "app-jwt"
-	ShortTTLRole   = "app-short-ttl"
+	// OpenBaoRole takes tokens of openbao-csi-provider's default audience.
+	OpenBaoRole  = "app-openbao"
+	ShortTTLRole = "app-short-ttl"
 	// RenewableRole issues 4s tokens renewable up to 120s.
 	RenewableRole = "app-renewable"
 
@@ -152,6 +154,10 @@ path "database/creds/*" { capabilities = ["read"] }
 		{"auth/kubernetes/role/" + CustomAudRole, map[string]any{
 			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
 			"audience": CustomAudience, "token_policies": "app", "token_ttl": "1h",
+		}},
+		{"auth/kubernetes/role/" + OpenBaoRole, map[string]any{
+			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
+			"audience": "openbao", "token_policies": "app", "token_ttl": "1h",
 		}},
 		{"auth/kubernetes/role/" + ShortTTLRole, map[string]any{
 			"bound_service_account_names": AppServiceAccount, "bound_service_account_namespaces": AppNamespace,
