@@ -12,7 +12,7 @@ GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 IMAGE     ?= localhost/vault-csi-provider:$(VERSION)
 IMAGE_TAR ?= bin/vault-csi-provider-image.tar
 
-.PHONY: help build test test-deps unit integration fuzz lint clean bench manifests image cluster-up cluster-down e2e e2e-kind demo
+.PHONY: help build test test-deps unit integration fuzz lint clean bench manifests image cluster-up cluster-down e2e e2e-kind e2e-upstream demo
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,11 @@ e2e: cluster-up ## the bats suite on the local cluster
 e2e-kind: build ## the same bats suite on a new 3-node kind cluster with its own Docker engine, then delete it all (KEEP=1 keeps it)
 	test/cluster/kind.sh up
 	source <(test/cluster/kind.sh env) && bats --timing test/bats/; status=$$?; \
+	  if [ -z "$(KEEP)" ]; then test/cluster/kind.sh down || status=1; fi; exit $$status
+
+e2e-upstream: build ## the secrets-store-csi-driver's own vault.bats and openbao.bats (from its module) against our chart on a new kind cluster, then delete it (KEEP=1 keeps it)
+	VCP_KIND_PROFILE=upstream test/cluster/kind.sh up
+	source <(test/cluster/kind.sh env) && test/upstream/run.sh; status=$$?; \
 	  if [ -z "$(KEEP)" ]; then test/cluster/kind.sh down || status=1; fi; exit $$status
 
 demo: cluster-up ## a secret from Vault appears in a pod on the local cluster
@@ -68,7 +73,7 @@ lint: $(GOLANGCI_LINT) ## gofmt, go vet, golangci-lint and shellcheck
 	$(GOLANGCI_LINT) run ./...
 	cd test/tools/image && go vet ./...
 	cd test/tools/csi && go vet ./registrar/ ./livenessprobe/
-	shellcheck -x .ci/run test/tools/build.sh test/tools/kind-images.sh test/cluster/*.sh test/bats/*.bash test/bats/*.bats
+	shellcheck -x .ci/run test/upstream/*.sh test/tools/build.sh test/tools/kind-images.sh test/cluster/*.sh test/bats/*.bash test/bats/*.bats
 
 $(GOLANGCI_LINT):
 	mkdir -p $(TOOLS)

@@ -34,6 +34,9 @@ service_subnet=10.97.0.0/16
 vault_node_port=30820
 rotation_poll=${VCP_ROTATION_POLL:-10s}
 vault_in_cluster=https://vault.vault.svc:8200
+# suite: our bats suite's cluster (Vault HA over TLS, PostgreSQL, our
+# provider); upstream: what the driver's provider suites start from.
+profile=${VCP_KIND_PROFILE:-suite}
 # Read by lib.sh.
 export who=kind pg_clients=172.16.0.0/12
 export PATH=$bin:$bin/postgresql:$PATH
@@ -370,7 +373,7 @@ install_driver() {
 		--set linux.crds.image.repository="${crds_image%:*}" --set linux.crds.image.tag="${crds_image##*:}" --set linux.crds.image.pullPolicy=Never \
 		--set linux.registrarImage.repository="${registrar_image%:*}" --set linux.registrarImage.tag="${registrar_image##*:}" --set linux.registrarImage.pullPolicy=Never \
 		--set linux.livenessProbeImage.repository="${probe_image%:*}" --set linux.livenessProbeImage.tag="${probe_image##*:}" --set linux.livenessProbeImage.pullPolicy=Never \
-		--set 'linux.tolerations[0].operator=Exists' --wait --timeout 5m >/dev/null
+		--set 'linux.tolerations[0].operator=Exists' "$@" --wait --timeout 5m >/dev/null
 	wait_until 120 "every node's kubelet to register the driver" driver_on_every_node
 }
 
@@ -412,6 +415,10 @@ up() {
 	local t0=$SECONDS
 	"$repo/test/tools/build.sh" kind
 	mkdir -p "$dir/logs" "$dir/pids"
+	if [[ -f $dir/profile && $(<"$dir/profile") != "$profile" ]]; then
+		die "up already for $(<"$dir/profile"), not $profile: run $0 down first"
+	fi
+	echo "$profile" >"$dir/profile"
 	[[ -f $dir/host-before ]] || host_state >"$dir/host-before"
 	"$here/docker.sh" up
 	local node_image images
@@ -431,6 +438,11 @@ up() {
 	kubectl create clusterrolebinding vcp-oidc-discovery --clusterrole=system:service-account-issuer-discovery \
 		--group=system:unauthenticated --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
+	if [[ $profile == upstream ]]; then
+		up_for_upstream
+		say "up in $((SECONDS - t0)) s (for the driver's provider suites); run: source <($0 env)"
+		return
+	fi
 	# PostgreSQL on the kind network's gateway: this host, as the nodes see it.
 	pg_host=$(docker network inspect kind -f '{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}' | awk '{print $1}')
 	[[ -n $pg_host ]] || die "no gateway address on docker network kind"
@@ -457,6 +469,23 @@ EOF
 	source "$dir/env"
 	"$here/bootstrap.sh" >&2
 	say "up in $((SECONDS - t0)) s; run: source <($0 env)"
+}
+
+# up_for_upstream: the cluster the driver's own vault.bats and openbao.bats
+# expect when their install cases have run: the driver (kubelet tokens for
+# both providers' default audiences), and nothing else; their install and
+# set-up cases (test/upstream/setup.sh) add Vault, OpenBao's stand-in and
+# our provider. Their pods use the driver's e2e busybox image by name.
+up_for_upstream() {
+	install_driver --set 'tokenRequests[0].audience=vault' --set 'tokenRequests[1].audience=openbao'
+	{
+		echo "export KUBECONFIG=$KUBECONFIG"
+		echo "export DOCKER_HOST=$DOCKER_HOST"
+		echo "export PATH=$bin:\$PATH"
+		echo "export E2E_VAULT_IMAGE=$vault_image"
+		echo "export E2E_PROVIDER_IMAGE=$provider_image"
+	} >"$dir/env.tmp"
+	chmod 600 "$dir/env.tmp" && mv "$dir/env.tmp" "$dir/env"
 }
 
 down() {

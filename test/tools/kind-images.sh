@@ -9,7 +9,8 @@
 #   kind-images.sh workloads   the images the suite's pods run, printed one
 #                          per line: the secrets-store-csi-driver, its CRD
 #                          job (kubectl), our registrar and liveness probe,
-#                          busybox, Vault with its plugins, and the provider
+#                          busybox (also as the driver's e2e busybox), Vault
+#                          with its plugins (its CLI also as bao), and the provider
 #                          built by `docker build` from our Dockerfile
 #
 # What goes in comes from test/tools/build.sh kind (Go module proxy) and
@@ -242,9 +243,14 @@ workloads() {
 	pack localhost/csi-livenessprobe:vcp -file "$(readlink -f "$bin/csi-livenessprobe")=/livenessprobe:0755" -entrypoint /livenessprobe
 	docker load -q -i "$bin/busybox.tar" >/dev/null
 	echo localhost/busybox:e2e
+	# The same busybox under the name the driver's own suites' pods use.
+	docker tag localhost/busybox:e2e registry.k8s.io/e2e-test-images/busybox:1.29-4
+	echo registry.k8s.io/e2e-test-images/busybox:1.29-4
 	# Vault refuses symbolic links in its plugin directory: the files
-	# themselves go in.
-	pack "localhost/vault:${vault_version#v}" -file "$(readlink -f "$bin/vault")=/bin/vault:0755" \
+	# themselves go in. bao is the Vault CLI under OpenBao's name, for the
+	# stand-in OpenBao of the driver's openbao.bats (OpenBao's server cannot
+	# be built from the module proxy).
+	pack "localhost/vault:${vault_version#v}" -file "$(readlink -f "$bin/vault")=/bin/vault:0755" -symlink /bin/bao=vault \
 		-file "$(readlink -f "$bin/plugins/kubernetes")=/vault/plugins/kubernetes:0755" \
 		-file "$(readlink -f "$bin/plugins/postgresql-database-plugin")=/vault/plugins/postgresql-database-plugin:0755" \
 		-file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt -entrypoint /bin/vault
