@@ -1,5 +1,6 @@
 # vault-csi-provider — run `make help` for the targets.
 SHELL := /usr/bin/env bash
+comma := ,
 .DEFAULT_GOAL := help
 
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -11,6 +12,9 @@ GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 IMAGE     ?= localhost/vault-csi-provider:$(VERSION)
 IMAGE_TAR ?= bin/vault-csi-provider-image.tar
+IMAGE_INDEX ?= bin/vault-csi-provider-oci.tar
+PLATFORMS ?= linux/amd64,linux/arm64,linux/s390x,linux/ppc64le
+LDFLAGS   := -s -w -X github.com/vaultcsi/vault-csi-provider/app.Version=$(VERSION)
 
 .PHONY: help build test test-deps unit integration fuzz lint clean bench manifests image cluster-up cluster-down e2e e2e-kind e2e-upstream demo
 
@@ -18,13 +22,21 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the provider binary into bin/ (static)
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/vaultcsi/vault-csi-provider/app.Version=$(VERSION)" -o $(BIN) ./cmd/vault-csi-provider
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vault-csi-provider
 
-image: build ## the provider image as a tarball (IMAGE_TAR), laid out as the Dockerfile's, without a Docker engine
+IMAGE_LAYOUT := -user 65532:65532 -nonroot-passwd -entrypoint /vault-csi-provider \
+  -file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt
+
+image: build ## the provider image, laid out as the Dockerfile's, without a Docker engine: IMAGE_TAR for this machine, IMAGE_INDEX an OCI image index of every PLATFORMS (binaries in bin/linux_ARCH/)
 	test/tools/build.sh image-tool
-	$(HOME)/.cache/vcp-test/bin/image -tag $(IMAGE) -out $(IMAGE_TAR) -user 65532:65532 -nonroot-passwd \
-	  -file $(BIN)=/vault-csi-provider:0755 -file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt \
-	  -entrypoint /vault-csi-provider
+	$(HOME)/.cache/vcp-test/bin/image -tag $(IMAGE) -out $(IMAGE_TAR) $(IMAGE_LAYOUT) -file $(BIN)=/vault-csi-provider:0755
+ifneq ($(PLATFORMS),)
+	for p in $(subst $(comma), ,$(PLATFORMS)); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$${p#linux/} go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux_$${p#linux/}/vault-csi-provider ./cmd/vault-csi-provider || exit 1; \
+	done
+	$(HOME)/.cache/vcp-test/bin/image -tag $(IMAGE) -out $(IMAGE_INDEX) -platforms $(PLATFORMS) $(IMAGE_LAYOUT) \
+	  -file 'bin/linux_{arch}/vault-csi-provider=/vault-csi-provider:0755'
+endif
 
 cluster-up: ## start the local one-node cluster (kubelet, containerd, CSI driver, our chart and image, Vault, Postgres)
 	test/cluster/cluster.sh up
@@ -48,7 +60,7 @@ e2e-upstream: build ## the secrets-store-csi-driver's own vault.bats and openbao
 demo: cluster-up ## a secret from Vault appears in a pod on the local cluster
 	source <(test/cluster/cluster.sh env) && test/cluster/demo.sh
 
-test: test-deps ## unit + integration tests (real Vault, etcd, kube-apiserver) with -race, then a short fuzz run
+test: test-deps image ## unit + integration tests (real Vault, etcd, kube-apiserver; the image index's binaries under qemu-user) with -race, then a short fuzz run
 	go test -race -count=1 ./...
 	$(MAKE) fuzz
 

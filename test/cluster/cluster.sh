@@ -287,7 +287,7 @@ csinode_has_driver() {
 
 # install_provider: our image into containerd, our chart by helm.
 install_provider() {
-	make -C "$repo" --no-print-directory image IMAGE="$provider_image" IMAGE_TAR="$dir/provider.tar" >&2
+	make -C "$repo" --no-print-directory image IMAGE="$provider_image" IMAGE_TAR="$dir/provider.tar" PLATFORMS= >&2
 	import_image "$dir/provider.tar"
 	install_provider_chart --kubeconfig "$dir/admin.kubeconfig" -f "$here/provider-values.yaml" \
 		--set image.repository="${provider_image%:*}" --set image.tag="${provider_image##*:}" \

@@ -45,7 +45,7 @@ func BinDir() string {
 
 // Missing names the first component build.sh has not built, or "".
 func Missing() string {
-	for _, b := range []string{"vault", "kube-apiserver", "etcd", "plugins/kubernetes", "plugins/postgresql-database-plugin", "postgresql/postgres", "helm"} {
+	for _, b := range []string{"vault", "kube-apiserver", "etcd", "plugins/kubernetes", "plugins/postgresql-database-plugin", "postgresql/postgres", "helm", "qemu-aarch64", "qemu-s390x", "qemu-ppc64le"} {
 		if _, err := os.Stat(filepath.Join(BinDir(), b)); err != nil {
 			return filepath.Join(BinDir(), b)
 		}

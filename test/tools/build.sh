@@ -11,6 +11,7 @@
 #   etcd            Debian's etcd-server package
 #   postgres        Debian's postgresql package (for database secrets)
 #   helm            Helm, to render and check the chart
+#   qemu-aarch64, qemu-s390x, qemu-ppc64le  Debian's qemu-user (no binfmt)
 #
 # `build.sh cluster` adds what the one-node cluster (test/cluster) runs:
 #   kubelet, kube-controller-manager, kube-scheduler, kubectl  (1.34.4)
@@ -104,6 +105,19 @@ ensure_etcd() {
 	ln -sfn "$(PATH=$system_path command -v etcd)" "$bin/etcd"
 }
 
+# ensure_qemu: Debian's qemu-user, to run the image's foreign binaries
+# (arm64, s390x, ppc64le) as a process: qemu-aarch64 ./binary. Without its
+# recommends, which would register binfmt handlers on the host.
+ensure_qemu() {
+	local a
+	if ! PATH=$system_path command -v qemu-aarch64 >/dev/null; then
+		apt_install --no-install-recommends qemu-user
+	fi
+	for a in aarch64 s390x ppc64le; do
+		ln -sfn "$(PATH=$system_path command -v "qemu-$a")" "$bin/qemu-$a"
+	done
+}
+
 # apt_install PACKAGE...: Debian packages, as root.
 apt_install() {
 	if [[ $(id -u) -ne 0 ]]; then
@@ -181,14 +195,20 @@ build_images() {
 		gcc -static -O2 -o "$dir/pause" "$here/../cluster/pause.c"
 		"$dir/image" -tag localhost/pause:3.10 -out "$dir/pause.tar.tmp" -file "$dir/pause=/pause:0755" -entrypoint /pause && mv "$dir/pause.tar.tmp" "$dir/pause.tar"
 	fi
-	if [[ ! -f $dir/busybox-$busybox_version.tar ]]; then
-		local args=(-file /bin/busybox=/bin/busybox:0755) cmd
-		# One link per applet the tests use (no shell in the image to make them).
-		for cmd in sh cat ls sleep env stat wc grep; do args+=(-symlink "/bin/$cmd=busybox"); done
-		"$dir/image" -tag localhost/busybox:e2e -out "$dir/busybox.tar.tmp" -entrypoint /bin/sh "${args[@]}" && mv "$dir/busybox.tar.tmp" "$dir/busybox-$busybox_version.tar"
+	# Every applet linked, as busybox images have them (no shell in the
+	# image to make the links), and a printenv, which Debian's busybox lacks
+	# and the driver's own suites exec.
+	local busybox_tar=$dir/busybox-$busybox_version-applets.tar
+	if [[ ! -f $busybox_tar ]]; then
+		gcc -static -O2 -o "$dir/printenv" "$here/../cluster/printenv.c"
+		local args=(-file /bin/busybox=/bin/busybox:0755 -file "$dir/printenv=/bin/printenv:0755") cmd
+		for cmd in $(/bin/busybox --list); do
+			[[ $cmd == busybox || $cmd == printenv ]] || args+=(-symlink "/bin/$cmd=busybox")
+		done
+		"$dir/image" -tag localhost/busybox:e2e -out "$busybox_tar.tmp" -entrypoint /bin/sh "${args[@]}" && mv "$busybox_tar.tmp" "$busybox_tar"
 	fi
 	ln -sfn "$dir/pause.tar" "$bin/pause.tar"
-	ln -sfn "$dir/busybox-$busybox_version.tar" "$bin/busybox.tar"
+	ln -sfn "$busybox_tar" "$bin/busybox.tar"
 }
 
 # ensure_node_packages: what the one-node cluster runs from Debian.
@@ -253,6 +273,7 @@ esac
 
 ensure_etcd
 ensure_postgres
+ensure_qemu
 job vault build_vault
 job kube build_kube kube-apiserver
 job helm build_helm

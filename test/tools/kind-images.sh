@@ -260,7 +260,10 @@ workloads() {
 	go=$(go_image)
 	base=$(pack localhost/vcp-static:nonroot -nonroot-passwd \
 		-file /etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt)
+	local arch
+	arch=$(go env GOARCH)
 	local args=(--network host --build-arg GO_IMAGE="$go" --build-arg BASE_IMAGE="$base"
+		--build-arg BUILDPLATFORM="linux/$arch" --build-arg TARGETOS=linux --build-arg TARGETARCH="$arch"
 		--build-arg VERSION="$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo dev)")
 	# The build stage tagged too, so that removing untagged images keeps the
 	# layer cache (go mod download) for the next build.

@@ -34,6 +34,11 @@ rewrite() {
 			n = split(table, rows, "\n")
 			for (i = 1; i <= n; i++) { split(rows[i], f, "\t"); cmd["@test \"" f[1] "\" {"] = f[2] }
 		}
+		# A heredoc in a body may hold a line "}" of its own.
+		heredoc != "" { if ($0 == heredoc) heredoc = ""; next }
+		skipping && match($0, /<<-?[\047"]?[A-Za-z_]+/) {
+			heredoc = substr($0, RSTART, RLENGTH); gsub(/^<<-?[\047"]?/, "", heredoc); next
+		}
 		skipping && $0 == "}" { skipping = 0; print; next }
 		skipping { next }
 		$0 in cmd {

@@ -91,18 +91,18 @@ provider() {
 	kubectl -n vault-csi rollout status daemonset/vault-csi-provider --timeout=180s >&2
 }
 
-# configure NAME CLI ENGINE: kubernetes auth with NAME-0's own token as the
-# reviewer, a read policy on ENGINE/data/*, and role csi for the default
-# service account of the namespaces the suites use.
+# configure NAME CLI ENGINE: kubernetes auth reviewing tokens with NAME-0's
+# own service-account token (the server reads it from its pod: the image
+# has no cat to hand it over, as the suites do), a read policy on
+# ENGINE/data/*, and role csi for the default service account of the
+# namespaces the suites use.
 configure() {
-	local n=$1 cli=$2 engine=$3 reviewer host
-	reviewer=$(kubectl -n "$n" exec "$n-0" -- cat /var/run/secrets/kubernetes.io/serviceaccount/token)
+	local n=$1 cli=$2 engine=$3 host
 	host=$(kubectl get service kubernetes -o 'jsonpath={.spec.clusterIP}')
 	kubectl -n "$n" exec "$n-0" -- "$cli" auth enable kubernetes >/dev/null
-	kubectl -n "$n" exec -i "$n-0" -- "$cli" write auth/kubernetes/config \
-		issuer=https://kubernetes.default.svc.cluster.local token_reviewer_jwt=- \
-		kubernetes_host="https://$host:443" kubernetes_ca_cert=@/var/run/secrets/kubernetes.io/serviceaccount/ca.crt \
-		<<<"$reviewer" >/dev/null
+	kubectl -n "$n" exec "$n-0" -- "$cli" write auth/kubernetes/config \
+		issuer=https://kubernetes.default.svc.cluster.local \
+		kubernetes_host="https://$host:443" kubernetes_ca_cert=@/var/run/secrets/kubernetes.io/serviceaccount/ca.crt >/dev/null
 	printf 'path "%s/data/*" {\n  capabilities = ["read"]\n}\n' "$engine" |
 		kubectl -n "$n" exec -i "$n-0" -- "$cli" policy write csi - >/dev/null
 	kubectl -n "$n" exec "$n-0" -- "$cli" write auth/kubernetes/role/csi \

@@ -5,6 +5,10 @@
 //	image -tag vault-csi-provider:dev -out provider.tar -user 65532:65532 \
 //	  -file bin/vault-csi-provider=/vault-csi-provider:0755 \
 //	  -entrypoint /vault-csi-provider
+//
+// With -platforms it writes an OCI image layout, as a tarball, whose index
+// holds one image per platform; {arch} in a -file source is each one's
+// architecture (bin/linux_{arch}/vault-csi-provider).
 package main
 
 import (
@@ -16,13 +20,17 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -75,21 +83,139 @@ func main() {
 		files = append(files, entry{dst: path.Clean(l), link: target, mode: 0o777})
 		return nil
 	})
+	platforms := flag.String("platforms", "", "comma-separated linux/ARCH list: write an OCI image index with one image each (default: one image for this machine's architecture)")
 	flag.Parse()
-	if err := run(*tag, *out, *user, *entrypoint, *passwd, files); err != nil {
+	spec := imageSpec{user: *user, entrypoint: *entrypoint, passwd: *passwd, files: files}
+	if err := run(*tag, *out, *platforms, spec); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, out, user, entrypoint string, passwd bool, files entries) error {
-	if tag == "" || out == "" || len(files) == 0 {
+// imageSpec is what every platform's image has in common.
+type imageSpec struct {
+	user, entrypoint string
+	passwd           bool
+	files            entries
+}
+
+func run(tag, out, platforms string, spec imageSpec) error {
+	if tag == "" || out == "" || len(spec.files) == 0 {
 		return errors.New("-tag, -out and at least one -file are required")
 	}
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		return fmt.Errorf("-tag: %w", err)
 	}
+	if platforms == "" {
+		img, err := spec.image(runtime.GOARCH)
+		if err != nil {
+			return err
+		}
+		return tarball.WriteToFile(out, ref, img)
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, p := range strings.Split(platforms, ",") {
+		os, arch, ok := strings.Cut(p, "/")
+		if !ok || os != "linux" || arch == "" {
+			return fmt.Errorf("-platforms: %q: want linux/ARCH", p)
+		}
+		img, err := spec.image(arch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if err := report(p, img); err != nil {
+			return err
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{
+			Platform: &v1.Platform{OS: "linux", Architecture: arch},
+		}})
+	}
+	return writeLayout(out, ref, idx)
+}
+
+// report prints a platform's image digest and size (its layer, compressed
+// as a registry stores it, and unpacked).
+func report(platform string, img v1.Image) error {
+	digest, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	var packed, unpacked int64
+	for _, l := range layers {
+		n, err := l.Size()
+		if err != nil {
+			return err
+		}
+		packed += n
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return err
+		}
+		m, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		unpacked += m
+	}
+	fmt.Printf("%-14s %s  %6.2f MiB compressed, %6.2f MiB unpacked\n", platform, digest, float64(packed)/(1<<20), float64(unpacked)/(1<<20))
+	return nil
+}
+
+// writeLayout writes idx as an OCI image layout, tagged ref, into the
+// tarball out (entries in a fixed order: the same inputs, the same bytes).
+func writeLayout(out string, ref name.Tag, idx v1.ImageIndex) error {
+	dir, err := os.MkdirTemp("", "oci-layout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return err
+	}
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref.String()})); err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(f)
+	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: 0o755, ModTime: time.Unix(0, 0)})
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: 0o644, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	})
+	return errors.Join(err, tw.Close(), f.Close())
+}
+
+// image is one platform's: {arch} in the files' sources is arch.
+func (spec imageSpec) image(arch string) (v1.Image, error) {
+	files := make(entries, len(spec.files))
+	for i, f := range spec.files {
+		f.src = strings.ReplaceAll(f.src, "{arch}", arch)
+		files[i] = f
+	}
+	user, entrypoint, passwd := spec.user, spec.entrypoint, spec.passwd
 	if passwd {
 		files = append(files,
 			entry{dst: "/etc/passwd", mode: 0o644, content: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
@@ -97,33 +223,30 @@ func run(tag, out, user, entrypoint string, passwd bool, files entries) error {
 	}
 	layerTar, err := layer(files)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), l)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = "amd64", "linux"
+	cfg.Architecture, cfg.OS = arch, "linux"
 	cfg.Config.User = user
 	if entrypoint != "" {
 		cfg.Config.Entrypoint = strings.Fields(entrypoint)
 	}
 	cfg.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return err
-	}
-	return tarball.WriteToFile(out, ref, img)
+	return mutate.ConfigFile(img, cfg)
 }
 
 // layer writes the entries, and every parent directory, as a tar stream with
