@@ -1,10 +1,10 @@
 package spc
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -103,8 +103,8 @@ func (d Dialect) canonical(attrs map[string]string) (map[string]string, Words, e
 			strings.Join(used, " and "), strings.Join(d.prefixes, ", "), d.prefixes[0]))
 	}
 	if len(problems) > 0 {
-		sort.Strings(problems)
-		return nil, words, fmt.Errorf("%s", strings.Join(problems, "; "))
+		slices.Sort(problems)
+		return nil, words, errors.New(strings.Join(problems, "; "))
 	}
 	return out, words, nil
 }

@@ -203,8 +203,8 @@ func mountUnder(t *testing.T, qemu, binary string) {
 	cmd := runOn(t, qemu, binary, "-endpoint="+socket, "-health-addr=", "-metrics-addr=",
 		"-vault-addr="+env.Vault.TLS.Addr, "-vault-tls-ca-cert="+env.Vault.TLS.CAFile, "-kubeconfig="+env.Kube.AdminKubeconfig)
 	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
-	var logs strings.Builder
-	cmd.Stderr = &logs
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -213,7 +213,7 @@ func mountUnder(t *testing.T, qemu, binary string) {
 	require.Eventually(t, func() bool {
 		_, err := client.Version(context.Background(), &v1alpha1.VersionRequest{Version: "v1alpha1"})
 		return err == nil
-	}, 60*time.Second, 100*time.Millisecond, "%s serves its socket: %s", qemu, &logs)
+	}, 60*time.Second, 100*time.Millisecond, "%s serves its socket: %s", qemu, logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()

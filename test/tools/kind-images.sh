@@ -263,16 +263,35 @@ workloads() {
 	local arch
 	arch=$(go env GOARCH)
 	local args=(--network host --build-arg GO_IMAGE="$go" --build-arg BASE_IMAGE="$base"
-		--build-arg BUILDPLATFORM="linux/$arch" --build-arg TARGETOS=linux --build-arg TARGETARCH="$arch"
+		--build-arg BUILDPLATFORM="linux/$arch" --build-arg TARGETOS=linux
 		--build-arg VERSION="$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo dev)")
 	# The build stage tagged too, so that removing untagged images keeps the
 	# layer cache (go mod download) for the next build.
-	docker_build "${args[@]}" --target build -t localhost/vault-csi-provider-build:cache "$repo"
-	docker_build "${args[@]}" -t localhost/vault-csi-provider:e2e "$repo"
+	docker_build "${args[@]}" --build-arg TARGETARCH="$arch" --target build -t localhost/vault-csi-provider-build:cache "$repo"
+	docker_build "${args[@]}" --build-arg TARGETARCH="$arch" -t localhost/vault-csi-provider:e2e "$repo"
+	dockerfile_cross_compiles "${args[@]}"
 	docker image prune -f >/dev/null
 	say "$(docker image inspect localhost/vault-csi-provider:e2e \
 		-f 'localhost/vault-csi-provider:e2e: {{.Size}} bytes, {{len .RootFS.Layers}} layers, user {{.Config.User}}')"
 	echo localhost/vault-csi-provider:e2e
+}
+
+# dockerfile_cross_compiles BUILD-ARGS...: the Dockerfile's build stage for
+# TARGETARCH=arm64, on this machine, makes an arm64 binary (ELF machine
+# 0xb7, AArch64): the way `docker buildx --platform linux/arm64` builds it.
+dockerfile_cross_compiles() {
+	local out=$work/provider-arm64 cid machine
+	docker_build "$@" --build-arg TARGETARCH=arm64 --target build -t localhost/vault-csi-provider-build:arm64 "$repo"
+	cid=$(docker create localhost/vault-csi-provider-build:arm64 /out/vault-csi-provider)
+	docker cp "$cid:/out/vault-csi-provider" "$out" >/dev/null
+	docker rm "$cid" >/dev/null
+	machine=$(od -An -tx1 -j18 -N2 "$out" | tr -d ' ')
+	rm -f "$out"
+	[[ $machine == b700 ]] || {
+		say "the Dockerfile's build for TARGETARCH=arm64 made no arm64 binary (ELF machine $machine)"
+		return 1
+	}
+	say "the Dockerfile's build stage for TARGETARCH=arm64 makes an arm64 binary"
 }
 
 case ${1:-} in
