@@ -202,25 +202,47 @@ func mountUnder(t *testing.T, qemu, binary string) {
 	socket := filepath.Join(dir, "vault.sock")
 	cmd := runOn(t, qemu, binary, "-endpoint="+socket, "-health-addr=", "-metrics-addr=",
 		"-vault-addr="+env.Vault.TLS.Addr, "-vault-tls-ca-cert="+env.Vault.TLS.CAFile, "-kubeconfig="+env.Kube.AdminKubeconfig)
-	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
-	logs := &syncBuffer{}
-	cmd.Stderr = logs
-	require.NoError(t, cmd.Start())
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
-	require.Eventually(t, func() bool {
-		_, err := client.Version(context.Background(), &v1alpha1.VersionRequest{Version: "v1alpha1"})
-		return err == nil
-	}, 60*time.Second, 100*time.Millisecond, "%s serves its socket: %s", qemu, logs)
+	p := serveBinary(t, cmd, socket)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	resp, err := client.Mount(ctx, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}.request(t))
-	require.NoError(t, err, logs.String())
+	resp, err := p.client.Mount(ctx, mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}.request(t))
+	require.NoError(t, err, p.logs.String())
 	assert.Equal(t, plantedPassword, string(resp.Files[0].Contents))
 	fmt.Printf("arch: a mount served by the arm64 binary under %s in %s\n", qemu, time.Since(start).Round(time.Millisecond))
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "clean exit on SIGTERM: %s", logs.String())
+	p.stop(t)
+}
+
+// servedBinary is a provider binary running as its own process.
+type servedBinary struct {
+	cmd    *exec.Cmd
+	client v1alpha1.CSIDriverProviderClient
+	logs   *syncBuffer
+}
+
+// serveBinary starts cmd, a provider serving socket, with the provider's
+// namespace in its environment, and returns once the socket answers.
+func serveBinary(t *testing.T, cmd *exec.Cmd, socket string) *servedBinary {
+	t.Helper()
+	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
+	p := &servedBinary{cmd: cmd, logs: &syncBuffer{}}
+	cmd.Stderr = p.logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	p.client = v1alpha1.NewCSIDriverProviderClient(conn)
+	require.Eventually(t, func() bool {
+		_, err := p.client.Version(context.Background(), &v1alpha1.VersionRequest{Version: "v1alpha1"})
+		return err == nil
+	}, 60*time.Second, 100*time.Millisecond, "%s serves its socket: %s", cmd.Path, p.logs)
+	return p
+}
+
+// stop sends SIGTERM, as the kubelet does, and expects a clean exit.
+func (p *servedBinary) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Wait(), "clean exit on SIGTERM: %s", p.logs.String())
 }

@@ -14,15 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vaultcsi/vault-csi-provider/test/rig"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -154,25 +151,15 @@ func TestBinary(t *testing.T) {
 	assert.Contains(t, string(out), "-cache-size")
 
 	socket := filepath.Join(dir, "vault.sock")
-	cmd := exec.Command(bin, "-endpoint="+socket, "-health-addr=", "-metrics-addr=", "-vault-addr="+env.Vault.Addr, "-kubeconfig="+env.Kube.AdminKubeconfig)
-	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
-	var logs strings.Builder
-	cmd.Stderr = &logs
-	require.NoError(t, cmd.Start())
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	p := serveBinary(t, exec.Command(bin, "-endpoint="+socket, "-health-addr=", "-metrics-addr=", "-vault-addr="+env.Vault.Addr, "-kubeconfig="+env.Kube.AdminKubeconfig), socket)
+	v, err := p.client.Version(context.Background(), &v1alpha1.VersionRequest{Version: "v1alpha1"})
 	require.NoError(t, err)
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
-	require.Eventually(t, func() bool {
-		resp, err := client.Version(context.Background(), &v1alpha1.VersionRequest{Version: "v1alpha1"})
-		return err == nil && resp.RuntimeVersion == "v9.9.9-test"
-	}, 15*time.Second, 50*time.Millisecond)
-	resp, err := client.Mount(context.Background(), mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}.request(t))
+	assert.Equal(t, "v9.9.9-test", v.RuntimeVersion)
+	resp, err := p.client.Mount(context.Background(), mountCall{pod: createPod(t, appServiceAccount), params: map[string]string{"roleName": kubeRole, "objects": passwordObject}, tokenAudiences: []string{"vault"}}.request(t))
 	require.NoError(t, err)
 	assert.Equal(t, plantedPassword, string(resp.Files[0].Contents))
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "clean exit on SIGTERM: %s", logs.String())
+	p.stop(t)
 	_, err = os.Stat(socket)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "socket removed")
 }

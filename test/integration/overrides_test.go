@@ -2,12 +2,15 @@ package integration
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/vaultcsi/vault-csi-provider/test/rig"
 )
 
 // TestPodOverrides: the driver lets a pod's volumeAttributes override the
@@ -70,4 +73,35 @@ func TestPodOverrides(t *testing.T) {
 		assert.Equal(t, codes.PermissionDenied, st.Code(), st.Message())
 		assert.Contains(t, st.Message(), "grant the provider get on secretproviderclasses.secrets-store.csi.x-k8s.io")
 	})
+}
+
+// TestPodOverridesOfOpenBaoClasses: on openbao.sock the same rule holds
+// for bao* names: the class's own baoAddress mounts, a pod's other one (or
+// its openbaoCACertPath) is refused, named as the pod wrote it.
+func TestPodOverridesOfOpenBaoClasses(t *testing.T) {
+	class := map[string]string{"roleName": rig.OpenBaoRole, "baoAddress": env.Vault.Addr, "objects": passwordObject}
+	require.NoError(t, env.CreateClass(context.Background(), "guarded-bao", class))
+	pod := createPod(t, appServiceAccount)
+	p := startProvider(t)
+	for name, tc := range map[string]struct {
+		pod      map[string]string
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		"the class's own baoAddress": {wantCode: codes.OK},
+		"pod redirects to another OpenBao": {pod: map[string]string{"baoAddress": "https://attacker.example:8200"},
+			wantCode: codes.PermissionDenied, wantMsg: "sets baoAddress in its volumeAttributes"},
+		"pod names node files under the class's prefix": {pod: map[string]string{"baoCACertPath": "/etc/shadow"},
+			wantCode: codes.PermissionDenied, wantMsg: "sets baoCACertPath in its volumeAttributes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			params := map[string]string{"secretProviderClass": "guarded-bao"}
+			maps.Copy(params, class)
+			maps.Copy(params, tc.pod)
+			_, err := p.mountOn(t, p.openbao, mountCall{pod: pod, params: params, tokenAudiences: []string{"openbao"}})
+			st := status.Convert(err)
+			assert.Equal(t, tc.wantCode, st.Code(), st.Message())
+			assert.Contains(t, st.Message(), tc.wantMsg)
+		})
+	}
 }

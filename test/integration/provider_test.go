@@ -48,8 +48,8 @@ type runningProvider struct {
 	// openbao is the openbao.sock client: the provider serves both names,
 	// as the chart does with providers.openbao on.
 	openbao v1alpha1.CSIDriverProviderClient
-	logs   *syncBuffer
-	stop   func() error
+	logs    *syncBuffer
+	stop    func() error
 }
 
 // startProvider runs app.Run with the flags a DaemonSet would pass, plus extra.
