@@ -131,7 +131,7 @@ type Parser struct {
 	MaxObjects int
 	// Dialect is the classes' language; the zero value is Vault's.
 	Dialect Dialect
-	parsed     *cache.Cache[parsedObjects] // nil: parse every time
+	parsed  *cache.Cache[parsedObjects] // nil: parse every time
 }
 
 // parsedObjects is a valid parsed list, shared by mounts: never changed.

@@ -9,6 +9,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,7 +75,7 @@ func readLayout(t *testing.T, path string) ociLayout {
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return l
 		}
 		require.NoError(t, err)
@@ -115,7 +116,7 @@ func binaryIn(t *testing.T, layer []byte) ([]byte, bool) {
 	tr := tar.NewReader(zr)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return bin, nonroot
 		}
 		require.NoError(t, err)
