@@ -225,6 +225,7 @@ type servedBinary struct {
 // namespace in its environment, and returns once the socket answers.
 func serveBinary(t *testing.T, cmd *exec.Cmd, socket string) *servedBinary {
 	t.Helper()
+	cmd.Args = append(cmd.Args, "-hmac-secret-name="+dnsName("hmac-"+t.Name())) // not the chart's, which its test creates
 	cmd.Env = []string{"POD_NAMESPACE=" + providerNamespace}
 	p := &servedBinary{cmd: cmd, logs: &syncBuffer{}}
 	cmd.Stderr = p.logs
