@@ -19,7 +19,7 @@ LDFLAGS   := -s -w -X github.com/vaultcsi/vault-csi-provider/app.Version=$(VERSI
 .PHONY: help build test test-deps unit integration fuzz lint clean bench manifests image cluster-up cluster-down e2e e2e-kind e2e-upstream demo
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the provider binary into bin/ (static)
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vault-csi-provider
