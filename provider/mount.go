@@ -167,10 +167,11 @@ func (m *Mounter) Mount(ctx context.Context, params spc.Params) (*v1alpha1.Mount
 			return nil, fmt.Errorf("%w: %w", spc.ErrInvalidParameters, err)
 		}
 		bodies, err := m.readWithSession(ctx, mt, base)
-		defer m.release(mt)
 		if err == nil {
+			defer m.release(mt)
 			return m.respond(ctx, mt, bodies)
 		}
+		m.release(mt) // before the next address holds its own
 		err2 = err
 		if !errors.Is(err, vault.ErrUnavailable) || ctx.Err() != nil || i == len(addresses)-1 {
 			break
